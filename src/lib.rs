@@ -1,0 +1,7 @@
+//! threadsd: the mail-sink daemon of Threads. It ingests journaled and copied mail over
+//! SMTP, LMTP, IMAP and by pulling, classifies it against the address book's privacy flags,
+//! stores it durably in sled, and serves it to Threads users over IMAP.
+
+pub mod config;
+pub mod model;
+pub mod policy;
