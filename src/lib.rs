@@ -3,5 +3,6 @@
 //! stores it durably in sled, and serves it to Threads users over IMAP.
 
 pub mod config;
+pub mod ingest;
 pub mod model;
 pub mod policy;
