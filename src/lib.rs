@@ -6,3 +6,4 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod policy;
+pub mod telemetry;

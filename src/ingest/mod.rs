@@ -9,7 +9,9 @@ pub struct Submission {
     /// The message as received (SMTP data already un-dot-stuffed).
     pub raw: Vec<u8>,
     pub source: Source,
-    pub project: ProjectPath,
+    /// The projects it goes into; never empty. One SMTP message whose recipients route to
+    /// several projects is stored once with a membership in each.
+    pub projects: Vec<ProjectPath>,
     /// Whether original-recipient headers (`X-Original-To`, `Delivered-To`, …) are believed.
     pub trust: Trust,
 }
@@ -63,5 +65,16 @@ pub struct Prepared {
     pub journal: bool,
     pub malformed: bool,
     pub source: Source,
-    pub project: ProjectPath,
+    pub projects: Vec<ProjectPath>,
+}
+
+/// Why a submission was not acknowledged as stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The message itself is unacceptable; retrying will not help (5xx).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store could not make it durable; nothing was acknowledged, retry later (4xx).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
