@@ -37,7 +37,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: PathBuf::from("threadsd-data"), cache_size: ByteSize(32 << 20) }
+        StoreConfig {
+            path: PathBuf::from("threadsd-data"),
+            cache_size: ByteSize(32 << 20),
+        }
     }
 }
 
@@ -57,7 +60,10 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 9898)) }
+        MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9898)),
+        }
     }
 }
 
@@ -105,7 +111,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), format: LogFormat::Text }
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -189,7 +198,9 @@ pub struct LmtpConfig {
 
 impl Default for LmtpConfig {
     fn default() -> Self {
-        LmtpConfig { listen: vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 2424)))] }
+        LmtpConfig {
+            listen: vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 2424)))],
+        }
     }
 }
 
@@ -255,13 +266,14 @@ impl TryFrom<String> for RecipientPattern {
             return Ok(RecipientPattern::Any);
         }
         if let Some(domain) = value.strip_prefix('@') {
-            if domain.is_empty() || domain.contains('@') || domain.contains(char::is_whitespace)
-            {
+            if domain.is_empty() || domain.contains('@') || domain.contains(char::is_whitespace) {
                 return Err(format!("{value:?} is not @domain"));
             }
             return Ok(RecipientPattern::Domain(domain.to_lowercase()));
         }
-        Address::parse(value).map(RecipientPattern::Exact).map_err(|e| e.to_string())
+        Address::parse(value)
+            .map(RecipientPattern::Exact)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -355,10 +367,9 @@ impl TryFrom<SizeInput> for Seconds {
             Some((i, 'h')) => (&t[..i], 3600),
             _ => (t, 1),
         };
-        let n: u64 = digits
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration such as 30, \"90s\", \"5m\" or \"1h\""))?;
+        let n: u64 = digits.trim().parse().map_err(|_| {
+            format!("{text:?} is not a duration such as 30, \"90s\", \"5m\" or \"1h\"")
+        })?;
         Ok(Seconds(n.saturating_mul(factor)))
     }
 }
@@ -397,7 +408,10 @@ impl Config {
             key: None,
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text).map_err(|e| ConfigError { file: Some(path.to_owned()), ..e })
+        Config::parse(&text).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            ..e
+        })
     }
 
     /// Reads the file if one is given, otherwise the embedded default.
@@ -415,7 +429,12 @@ impl Config {
                 Some(span) => locate(text, span.start),
                 None => (None, None),
             };
-            ConfigError { file: None, line, key, message: e.message().trim().to_owned() }
+            ConfigError {
+                file: None,
+                line,
+                key,
+                message: e.message().trim().to_owned(),
+            }
         })?;
         config.validate(text)?;
         Ok(config)
@@ -424,7 +443,12 @@ impl Config {
     fn validate(&self, text: &str) -> Result<(), ConfigError> {
         let fail = |key: &str, message: String| {
             let line = find_key_line(text, key);
-            Err(ConfigError { file: None, line, key: Some(key.to_owned()), message })
+            Err(ConfigError {
+                file: None,
+                line,
+                key: Some(key.to_owned()),
+                message,
+            })
         };
         if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
             let key = if self.tls.certificate.is_some() {
@@ -432,7 +456,10 @@ impl Config {
             } else {
                 "tls.certificate"
             };
-            return fail(key, "certificate and private_key must be set together".into());
+            return fail(
+                key,
+                "certificate and private_key must be set together".into(),
+            );
         }
         if self.smtp.max_message_size.0 < 1024 {
             return fail("smtp.max_message_size", "must be at least 1K".into());
@@ -441,10 +468,16 @@ impl Config {
             return fail("smtp.max_recipients", "must be at least 1".into());
         }
         if self.smtp.max_connections == 0 || self.smtp.max_connections_per_client == 0 {
-            return fail("smtp.max_connections", "connection limits must be at least 1".into());
+            return fail(
+                "smtp.max_connections",
+                "connection limits must be at least 1".into(),
+            );
         }
         if self.smtp.command_timeout.0 == 0 || self.smtp.data_timeout.0 == 0 {
-            return fail("smtp.command_timeout", "timeouts must be at least 1 second".into());
+            return fail(
+                "smtp.command_timeout",
+                "timeouts must be at least 1 second".into(),
+            );
         }
         if self.store.path.as_os_str().is_empty() {
             return fail("store.path", "must not be empty".into());
@@ -457,7 +490,10 @@ impl Config {
 
     /// Where the admin socket is.
     pub fn admin_socket(&self) -> PathBuf {
-        self.admin.socket.clone().unwrap_or_else(|| self.store.path.join("admin.sock"))
+        self.admin
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.store.path.join("admin.sock"))
     }
 
     pub fn policy_options(&self) -> crate::policy::PolicyOptions {
@@ -482,7 +518,9 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
     if let Some(name) = table_header(line) {
         return (Some(line_no), Some(name));
     }
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned());
     let key = match key {
         Some(k) if !k.is_empty() && table.is_empty() => Some(k),
         Some(k) if !k.is_empty() => Some(format!("{table}.{k}")),
@@ -506,7 +544,9 @@ fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
             current = name;
             continue;
         }
-        let Some((k, _)) = line.split_once('=') else { continue };
+        let Some((k, _)) = line.split_once('=') else {
+            continue;
+        };
         if current == table && k.trim() == key {
             return Some(i + 1);
         }
@@ -523,14 +563,20 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config.store.path, PathBuf::from("threadsd-data"));
         assert_eq!(config.policy.default_project.as_str(), "Inbox");
-        assert_eq!(config.smtp.listen, vec![ListenAddr::Tcp("127.0.0.1:2525".parse().unwrap())]);
-        assert_eq!(config.admin_socket(), PathBuf::from("threadsd-data/admin.sock"));
+        assert_eq!(
+            config.smtp.listen,
+            vec![ListenAddr::Tcp("127.0.0.1:2525".parse().unwrap())]
+        );
+        assert_eq!(
+            config.admin_socket(),
+            PathBuf::from("threadsd-data/admin.sock")
+        );
     }
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let err = Config::parse("[store]\npath = \"/x\"\n\n[policy]\nshare_intern = true\n")
-            .unwrap_err();
+        let err =
+            Config::parse("[store]\npath = \"/x\"\n\n[policy]\nshare_intern = true\n").unwrap_err();
         assert_eq!(err.line, Some(5));
         assert_eq!(err.key.as_deref(), Some("policy.share_intern"));
         assert!(err.message.contains("unknown field"), "{}", err.message);
@@ -559,7 +605,10 @@ mod tests {
         let err = Config::parse("[tls]\ncertificate = \"/c.pem\"\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("tls.private_key"));
         let err = Config::parse("[smtp]\nmax_recipients = 0\n").unwrap_err();
-        assert_eq!((err.line, err.key.as_deref()), (Some(2), Some("smtp.max_recipients")));
+        assert_eq!(
+            (err.line, err.key.as_deref()),
+            (Some(2), Some("smtp.max_recipients"))
+        );
     }
 
     #[test]
@@ -579,7 +628,10 @@ mod tests {
         assert!(c.smtp.accept_recipients[1].matches(&sub));
         assert!(c.smtp.allow_networks[1].contains("192.0.2.7".parse().unwrap()));
         assert!(c.smtp.allow_networks[0].contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert_eq!(c.lmtp.listen, vec![ListenAddr::Unix("/run/threadsd/lmtp.sock".into())]);
+        assert_eq!(
+            c.lmtp.listen,
+            vec![ListenAddr::Unix("/run/threadsd/lmtp.sock".into())]
+        );
     }
 
     #[test]

@@ -6,4 +6,5 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod policy;
+pub mod store;
 pub mod telemetry;

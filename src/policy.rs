@@ -16,7 +16,10 @@ pub struct PolicyOptions {
 
 impl Default for PolicyOptions {
     fn default() -> Self {
-        PolicyOptions { share_internal: true, default_shared: true }
+        PolicyOptions {
+            share_internal: true,
+            default_shared: true,
+        }
     }
 }
 
@@ -39,7 +42,9 @@ pub struct ChannelView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Rule 1: an excluded address takes part; nothing of the message may be written.
-    Excluded { address: Address },
+    Excluded {
+        address: Address,
+    },
     Store(Audience),
 }
 
@@ -66,7 +71,9 @@ where
     for address in parties {
         let view = lookup(address).unwrap_or_else(|| default.clone());
         if view.flags.exclude {
-            return Decision::Excluded { address: address.clone() };
+            return Decision::Excluded {
+                address: address.clone(),
+            };
         }
         match view.owner {
             Owner::User(login) => {
@@ -86,8 +93,15 @@ where
     } else {
         options.share_internal && any_user_shared
     };
-    let visibility = if everyone { Visibility::All } else { Visibility::Users(users) };
-    Decision::Store(Audience { visibility, inactive_only: outside > 0 && !outside_active })
+    let visibility = if everyone {
+        Visibility::All
+    } else {
+        Visibility::Users(users)
+    };
+    Decision::Store(Audience {
+        visibility,
+        inactive_only: outside > 0 && !outside_active,
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +121,11 @@ mod tests {
     }
 
     fn flags(exclude: bool, active: bool, shared: bool) -> ChannelFlags {
-        ChannelFlags { exclude, active, shared }
+        ChannelFlags {
+            exclude,
+            active,
+            shared,
+        }
     }
 
     /// A directory of `n` addresses `a0@x.test`…, each with an owner and flags.
@@ -128,9 +146,11 @@ mod tests {
             (0..3u8).prop_map(|u| Owner::User(login(&format!("u{u}")))),
         ];
         let exclude = prop_oneof![9 => Just(false), 1 => Just(true)];
-        let view = (owner, exclude, any::<bool>(), any::<bool>()).prop_map(|(o, e, a, s)| {
-            ChannelView { owner: o, flags: flags(e, a, s) }
-        });
+        let view =
+            (owner, exclude, any::<bool>(), any::<bool>()).prop_map(|(o, e, a, s)| ChannelView {
+                owner: o,
+                flags: flags(e, a, s),
+            });
         prop::option::weighted(0.8, view)
     }
 
@@ -142,12 +162,17 @@ mod tests {
                 .filter_map(|(i, v)| v.map(|v| (addr(&format!("a{i}@x.test")), v)))
                 .collect(),
         });
-        let parties = prop::collection::btree_set(0..8usize, 0..6)
-            .prop_map(|set| set.into_iter().map(|i| addr(&format!("a{i}@x.test"))).collect());
-        let options = (any::<bool>(), any::<bool>())
-            .prop_map(|(share_internal, default_shared)| PolicyOptions {
-                share_internal,
-                default_shared,
+        let parties = prop::collection::btree_set(0..8usize, 0..6).prop_map(|set| {
+            set.into_iter()
+                .map(|i| addr(&format!("a{i}@x.test")))
+                .collect()
+        });
+        let options =
+            (any::<bool>(), any::<bool>()).prop_map(|(share_internal, default_shared)| {
+                PolicyOptions {
+                    share_internal,
+                    default_shared,
+                }
             });
         (dir, parties, options)
     }
@@ -273,24 +298,32 @@ mod tests {
         let dir = Dir {
             channels: HashMap::from([(
                 outsider.clone(),
-                ChannelView { owner: Owner::Outside, flags: flags(false, true, false) },
+                ChannelView {
+                    owner: Owner::Outside,
+                    flags: flags(false, true, false),
+                },
             )]),
         };
         let decision = classify([&outsider], dir.lookup(), PolicyOptions::default());
-        let expected = Audience { visibility: Visibility::Users(BTreeSet::new()), inactive_only: false };
+        let expected = Audience {
+            visibility: Visibility::Users(BTreeSet::new()),
+            inactive_only: false,
+        };
         assert_eq!(decision, Decision::Store(expected));
     }
 
     #[test]
     fn unknown_addresses_take_the_configured_default() {
         let stranger = addr("stranger@elsewhere.test");
-        let private = PolicyOptions { default_shared: false, ..PolicyOptions::default() };
+        let private = PolicyOptions {
+            default_shared: false,
+            ..PolicyOptions::default()
+        };
         let Decision::Store(aud) = classify([&stranger], |_| None, private) else {
             panic!("stored expected");
         };
         assert_eq!(aud.visibility, Visibility::Users(BTreeSet::new()));
-        let Decision::Store(aud) = classify([&stranger], |_| None, PolicyOptions::default())
-        else {
+        let Decision::Store(aud) = classify([&stranger], |_| None, PolicyOptions::default()) else {
             panic!("stored expected");
         };
         assert_eq!(aud.visibility, Visibility::All);

@@ -195,16 +195,43 @@ pub fn auth_check(outcome: &'static str) {
 /// lists them with HELP text from the start.
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(names::MESSAGES, "Messages handed to the store, by source and outcome");
-    describe_counter!(names::MESSAGE_BYTES, "Raw bytes of messages stored or merged");
-    describe_histogram!(names::COMMIT_BATCH, "Submissions applied in one durable commit");
-    describe_histogram!(names::COMMIT_SECONDS, "Duration of a durable commit in seconds");
-    describe_counter!(names::COMMIT_FAILURES, "Commits that failed and were not acknowledged");
+    describe_counter!(
+        names::MESSAGES,
+        "Messages handed to the store, by source and outcome"
+    );
+    describe_counter!(
+        names::MESSAGE_BYTES,
+        "Raw bytes of messages stored or merged"
+    );
+    describe_histogram!(
+        names::COMMIT_BATCH,
+        "Submissions applied in one durable commit"
+    );
+    describe_histogram!(
+        names::COMMIT_SECONDS,
+        "Duration of a durable commit in seconds"
+    );
+    describe_counter!(
+        names::COMMIT_FAILURES,
+        "Commits that failed and were not acknowledged"
+    );
     describe_gauge!(names::SESSIONS_ACTIVE, "SMTP and LMTP sessions open");
     describe_counter!(names::SESSIONS, "SMTP and LMTP sessions accepted");
-    describe_counter!(names::SESSIONS_REFUSED, "Connections refused for a connection limit");
+    describe_counter!(
+        names::SESSIONS_REFUSED,
+        "Connections refused for a connection limit"
+    );
     describe_counter!(names::SMTP_MESSAGES, "SMTP and LMTP messages by outcome");
-    describe_counter!(names::SMTP_BYTES, "Bytes of SMTP and LMTP message data received");
-    describe_histogram!(names::SMTP_ACK_SECONDS, "Seconds from end of data to the reply");
-    describe_counter!(names::AUTH_CHECKS, "Sender authentication checks by outcome");
+    describe_counter!(
+        names::SMTP_BYTES,
+        "Bytes of SMTP and LMTP message data received"
+    );
+    describe_histogram!(
+        names::SMTP_ACK_SECONDS,
+        "Seconds from end of data to the reply"
+    );
+    describe_counter!(
+        names::AUTH_CHECKS,
+        "Sender authentication checks by outcome"
+    );
 }

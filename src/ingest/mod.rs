@@ -1,7 +1,15 @@
 //! The one path every message takes before the store (ARCHITECTURE.md §1): parse, unwrap a
 //! journal report, collect party addresses and compute the dedup key. Pure: no I/O.
 
+mod addresses;
+mod ingestor;
+mod journal;
+mod parse;
+
 use crate::model::{Address, MessageId, Party, ProjectPath, Source};
+
+pub use ingestor::Ingestor;
+pub use journal::report_parties;
 
 /// One message handed in by a listener, the importer or the puller.
 #[derive(Debug, Clone)]
@@ -77,4 +85,160 @@ pub enum IngestError {
     /// The store could not make it durable; nothing was acknowledged, retry later (4xx).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What the pipeline needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The daemon's own addresses; never parties.
+    pub ingest_addresses: Vec<Address>,
+    pub max_message_size: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            ingest_addresses: Vec::new(),
+            max_message_size: 50 << 20,
+        }
+    }
+}
+
+/// Runs the pipeline of ARCHITECTURE.md §1 up to the store: everything but
+/// classification, which needs the directory as the committer sees it.
+pub fn prepare(submission: Submission, options: &IngestOptions) -> Result<Prepared, Refusal> {
+    let Submission {
+        raw,
+        source,
+        projects,
+        trust,
+    } = submission;
+    if raw.len() > options.max_message_size {
+        return Err(Refusal::TooLarge {
+            size: raw.len(),
+            limit: options.max_message_size,
+        });
+    }
+    let raw = parse::normalise(raw);
+    parse::check_is_mail(&raw)?;
+
+    let (stored, report_parties) = match unwrap_journal(&raw) {
+        Some((original, parties)) => (parse::normalise(original), Some(parties)),
+        None => (raw, None),
+    };
+    let journal = report_parties.is_some();
+    let own = own_addresses(options, &source);
+
+    let parsed = parse::parse(&stored);
+    let mut extra: Vec<Party> = report_parties.unwrap_or_default();
+    let mut parties = Vec::new();
+    let mut meta = addresses::Meta::default();
+    let malformed = match &parsed {
+        Some((message, depth)) => {
+            parties = addresses::header_parties(message);
+            if !journal && trust == Trust::Trusted {
+                extra.extend(addresses::original_recipients(message));
+            }
+            meta = addresses::meta(message);
+            parse::is_malformed(&stored, message, *depth)
+        }
+        None => true,
+    };
+
+    extra.retain(|p| !own.contains(&p.address));
+    parties.extend(extra.iter().cloned());
+    let parties = addresses::unique_sorted(parties, &own);
+    let mut extra_recipients: Vec<Address> = Vec::new();
+    for p in extra {
+        if !extra_recipients.contains(&p.address) {
+            extra_recipients.push(p.address);
+        }
+    }
+
+    let dedup_key = dedup_key(&stored, &meta);
+    Ok(Prepared {
+        content_hash: *blake3::hash(&stored).as_bytes(),
+        dedup_key,
+        raw: stored,
+        message_id: meta.message_id,
+        subject: meta.subject,
+        from: meta.from,
+        date: meta.date,
+        parties,
+        extra_recipients,
+        journal,
+        malformed,
+        source,
+        projects,
+    })
+}
+
+/// The original and the listed recipients, when `raw` is a journal report.
+fn unwrap_journal(raw: &[u8]) -> Option<(Vec<u8>, Vec<Party>)> {
+    let (message, depth) = parse::parse(raw)?;
+    if depth != parse::Depth::Full {
+        return None;
+    }
+    let unwrapped = journal::unwrap(raw, &message)?;
+    Some((unwrapped.original.into_owned(), unwrapped.recipients))
+}
+
+/// The configured ingest addresses and this delivery's envelope recipients, with and
+/// without their `+detail`: the addresses mail was sent to threadsd by.
+fn own_addresses(options: &IngestOptions, source: &Source) -> Vec<Address> {
+    let mut own = options.ingest_addresses.clone();
+    if let Some(envelope) = &source.envelope {
+        for r in &envelope.recipients {
+            if let Ok(a) = Address::parse(r) {
+                own.push(a.without_detail());
+                own.push(a);
+            }
+        }
+    }
+    own
+}
+
+/// ARCHITECTURE.md §3: the normalised Message-ID with a hash of the body; without a
+/// Message-ID, From, Date and Subject stand in. Copies that travelled different routes
+/// differ only in their header block, so they share this key.
+fn dedup_key(stored: &[u8], meta: &addresses::Meta) -> [u8; 32] {
+    let body_hash = blake3::hash(&normalised_body(stored));
+    let mut h = blake3::Hasher::new();
+    match &meta.message_id {
+        Some(id) => {
+            h.update(b"message-id\0");
+            h.update(id.as_bytes());
+        }
+        None => {
+            h.update(b"headers\0");
+            for part in [&meta.from, &meta.date_text, &meta.subject] {
+                h.update(part.as_deref().unwrap_or("").as_bytes());
+                h.update(b"\0");
+            }
+        }
+    }
+    h.update(b"\0");
+    h.update(body_hash.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// The body with line ends as LF and trailing white space dropped: what survives every
+/// route unchanged.
+fn normalised_body(stored: &[u8]) -> Vec<u8> {
+    let start = find(stored, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(stored.len());
+    let body = stored[start..].trim_ascii_end();
+    let mut out = Vec::with_capacity(body.len());
+    for (i, b) in body.iter().enumerate() {
+        if *b == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(*b);
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

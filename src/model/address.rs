@@ -93,7 +93,10 @@ impl Address {
             return Err(AddressError::BadPhone(input.to_owned()));
         }
         let text = format!("+{digits}");
-        Ok(Address { key: text.clone(), text })
+        Ok(Address {
+            key: text.clone(),
+            text,
+        })
     }
 
     /// The address as given, domain lower-cased.
@@ -128,7 +131,10 @@ impl Address {
         match local.split_once('+') {
             Some((base, _)) if !base.is_empty() => {
                 let text = format!("{base}@{domain}");
-                Address { key: text.to_lowercase(), text }
+                Address {
+                    key: text.to_lowercase(),
+                    text,
+                }
             }
             _ => self.clone(),
         }
@@ -221,11 +227,23 @@ mod tests {
     #[test]
     fn bad_emails_are_refused() {
         assert_eq!(Address::parse(""), Err(AddressError::Empty));
-        assert!(matches!(Address::parse("nobody"), Err(AddressError::NoDomain(_))));
-        assert!(matches!(Address::parse("@x.org"), Err(AddressError::NoLocalPart(_))));
-        assert!(matches!(Address::parse("a b@x.org"), Err(AddressError::BadCharacter(_))));
+        assert!(matches!(
+            Address::parse("nobody"),
+            Err(AddressError::NoDomain(_))
+        ));
+        assert!(matches!(
+            Address::parse("@x.org"),
+            Err(AddressError::NoLocalPart(_))
+        ));
+        assert!(matches!(
+            Address::parse("a b@x.org"),
+            Err(AddressError::BadCharacter(_))
+        ));
         let long = format!("{}@x.org", "a".repeat(250));
-        assert!(matches!(Address::parse(&long), Err(AddressError::TooLong(_))));
+        assert!(matches!(
+            Address::parse(&long),
+            Err(AddressError::TooLong(_))
+        ));
     }
 
     #[test]

@@ -29,7 +29,11 @@ pub struct ChannelFlags {
 impl ChannelFlags {
     /// The flags of an address nobody has configured.
     pub fn default_with(shared: bool) -> ChannelFlags {
-        ChannelFlags { exclude: false, active: true, shared }
+        ChannelFlags {
+            exclude: false,
+            active: true,
+            shared,
+        }
     }
 }
 
@@ -78,7 +82,10 @@ impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
             .field("login", &self.login)
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "<hidden>"))
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<hidden>"),
+            )
             .field("contact", &self.contact)
             .field("show_only_active", &self.show_only_active)
             .finish()
@@ -94,7 +101,9 @@ pub struct Relay {
 
 impl fmt::Debug for Relay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Relay").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Relay")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +122,11 @@ impl Login {
             && input
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
-        if ok { Ok(Login(input.to_owned())) } else { Err(LoginError(input.to_owned())) }
+        if ok {
+            Ok(Login(input.to_owned()))
+        } else {
+            Err(LoginError(input.to_owned()))
+        }
     }
 
     pub fn as_str(&self) -> &str {

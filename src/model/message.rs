@@ -77,11 +77,26 @@ pub struct Envelope {
 /// How one copy of a message reached threadsd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourceKind {
-    Smtp { peer: String, helo: String, auth: Option<String> },
-    Lmtp { peer: String, helo: String },
-    Import { file: Option<String> },
-    Append { login: String },
-    Pull { account: String, folder: String, uid: u32 },
+    Smtp {
+        peer: String,
+        helo: String,
+        auth: Option<String>,
+    },
+    Lmtp {
+        peer: String,
+        helo: String,
+    },
+    Import {
+        file: Option<String>,
+    },
+    Append {
+        login: String,
+    },
+    Pull {
+        account: String,
+        folder: String,
+        uid: u32,
+    },
 }
 
 /// One delivery of a message into a project.
@@ -158,14 +173,26 @@ mod tests {
 
     #[test]
     fn widening_is_detected() {
-        let only_a = Audience { visibility: users(&["a"]), inactive_only: false };
-        let a_b = Audience { visibility: users(&["a", "b"]), inactive_only: false };
-        let all = Audience { visibility: Visibility::All, inactive_only: false };
+        let only_a = Audience {
+            visibility: users(&["a"]),
+            inactive_only: false,
+        };
+        let a_b = Audience {
+            visibility: users(&["a", "b"]),
+            inactive_only: false,
+        };
+        let all = Audience {
+            visibility: Visibility::All,
+            inactive_only: false,
+        };
         assert!(a_b.widens(&only_a));
         assert!(!only_a.widens(&a_b));
         assert!(all.widens(&a_b));
         assert!(!a_b.widens(&all));
-        let all_inactive = Audience { visibility: Visibility::All, inactive_only: true };
+        let all_inactive = Audience {
+            visibility: Visibility::All,
+            inactive_only: true,
+        };
         assert!(all.widens(&all_inactive));
         assert!(!all_inactive.widens(&all));
     }
@@ -173,7 +200,10 @@ mod tests {
     #[test]
     fn admits_applies_show_only_active() {
         let login = Login::parse("a").unwrap();
-        let aud = Audience { visibility: Visibility::All, inactive_only: true };
+        let aud = Audience {
+            visibility: Visibility::All,
+            inactive_only: true,
+        };
         assert!(!aud.admits(&login, true));
         assert!(aud.admits(&login, false));
     }

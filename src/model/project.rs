@@ -49,7 +49,10 @@ impl ProjectPath {
         if segments.len() > MAX_SEGMENTS {
             return Err(ProjectPathError::TooDeep(path.to_owned()));
         }
-        if segments.iter().any(|s| s.trim().is_empty() || *s == "." || *s == "..") {
+        if segments
+            .iter()
+            .any(|s| s.trim().is_empty() || *s == "." || *s == "..")
+        {
             return Err(ProjectPathError::BadSegment(path.to_owned()));
         }
         Ok(ProjectPath(path.to_owned()))
@@ -116,19 +119,43 @@ mod tests {
 
     #[test]
     fn paths_are_validated() {
-        assert_eq!(ProjectPath::parse("Clients/Acme").unwrap().segments().count(), 2);
+        assert_eq!(
+            ProjectPath::parse("Clients/Acme")
+                .unwrap()
+                .segments()
+                .count(),
+            2
+        );
         assert_eq!(ProjectPath::parse(""), Err(ProjectPathError::Empty));
-        assert!(matches!(ProjectPath::parse("a//b"), Err(ProjectPathError::BadSegment(_))));
-        assert!(matches!(ProjectPath::parse("/a"), Err(ProjectPathError::BadSegment(_))));
-        assert!(matches!(ProjectPath::parse("a/../b"), Err(ProjectPathError::BadSegment(_))));
-        assert!(matches!(ProjectPath::parse("a\nb"), Err(ProjectPathError::ControlCharacter(_))));
+        assert!(matches!(
+            ProjectPath::parse("a//b"),
+            Err(ProjectPathError::BadSegment(_))
+        ));
+        assert!(matches!(
+            ProjectPath::parse("/a"),
+            Err(ProjectPathError::BadSegment(_))
+        ));
+        assert!(matches!(
+            ProjectPath::parse("a/../b"),
+            Err(ProjectPathError::BadSegment(_))
+        ));
+        assert!(matches!(
+            ProjectPath::parse("a\nb"),
+            Err(ProjectPathError::ControlCharacter(_))
+        ));
         let deep = vec!["x"; 17].join("/");
-        assert!(matches!(ProjectPath::parse(&deep), Err(ProjectPathError::TooDeep(_))));
+        assert!(matches!(
+            ProjectPath::parse(&deep),
+            Err(ProjectPathError::TooDeep(_))
+        ));
     }
 
     #[test]
     fn detail_dots_become_segments() {
-        assert_eq!(ProjectPath::from_detail("Clients.Acme").unwrap().as_str(), "Clients/Acme");
+        assert_eq!(
+            ProjectPath::from_detail("Clients.Acme").unwrap().as_str(),
+            "Clients/Acme"
+        );
         assert!(ProjectPath::from_detail("Clients..Acme").is_err());
     }
 }

@@ -1,0 +1,220 @@
+//! The only code that knows sled: the schema, value codecs, the committer that makes
+//! writes durable, and the queries every other module uses.
+
+mod body;
+mod codec;
+mod committer;
+mod directory;
+mod messages;
+mod query;
+mod schema;
+mod txn;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use body::BlobInfo;
+pub use committer::{CommitOptions, Committer};
+pub use directory::{ChannelChange, NewContact, NewUser};
+pub use messages::Membership;
+pub use query::{MessageFilter, MessageView, Stats};
+pub use txn::Txn;
+
+/// sled's segment size. Fixed at creation (sled records it in its `conf` file); 2 MiB puts
+/// the side-file threshold at 512 KiB, far above any page we write (see `body`).
+const SEGMENT_SIZE: usize = 2 << 20;
+
+/// The version of the key layout in `schema`.
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    /// A management request that cannot be carried out as asked; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the store at {0} is in use by another process (is threadsd serve running?)")]
+    Locked(PathBuf),
+    #[error("the committer has stopped")]
+    Stopped,
+}
+
+impl StoreError {
+    pub fn refused(message: impl Into<String>) -> StoreError {
+        StoreError::Refused(message.into())
+    }
+}
+
+/// An open store. Cheap to clone; every clone shares the one sled database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    /// sled's log, opened again so that a commit can `fdatasync` it: sled itself only
+    /// calls `sync_file_range`, which leaves metadata and the drive cache unsynced.
+    log: File,
+    /// Side files already synced; see `sync_blobs`.
+    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub cache_bytes: u64,
+}
+
+impl Store {
+    /// Opens or creates the store, recovering sled's log after a crash.
+    pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        let path = &options.path;
+        std::fs::create_dir_all(path).map_err(|e| io_error(path, e))?;
+        let db = sled::Config::new()
+            .path(path.join("sled"))
+            .cache_capacity(options.cache_bytes)
+            .segment_size(SEGMENT_SIZE)
+            // Every commit flushes and syncs; sled's own timer would only add syncs.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(path.clone())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(path.clone())
+                }
+                other => StoreError::Db(other),
+            })?;
+        let tree = db.open_tree("threadsd")?;
+        let log_path = path.join("sled").join("db");
+        let log = File::open(&log_path).map_err(|e| io_error(&log_path, e))?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: path.clone(),
+                db,
+                tree,
+                log,
+                synced_blobs: Mutex::new(HashSet::new()),
+            }),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let key = schema::meta("schema");
+        match self.inner.tree.get(&key)? {
+            Some(v) => {
+                let version: u32 = codec::decode("schema version", &v)?;
+                if version != SCHEMA_VERSION {
+                    let detail = format!("schema {version}, this threadsd reads {SCHEMA_VERSION}");
+                    return Err(StoreError::Corrupt {
+                        what: "store",
+                        detail,
+                    });
+                }
+            }
+            None => {
+                self.inner
+                    .tree
+                    .insert(key, codec::encode(&SCHEMA_VERSION))?;
+                self.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.inner.tree
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Makes everything written so far durable: sled's flush, then `fdatasync` of its log
+    /// and of any side files (ARCHITECTURE.md §3).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        let log = self.inner.path.join("sled").join("db");
+        self.inner.log.sync_data().map_err(|e| io_error(&log, e))?;
+        self.sync_blobs()
+    }
+
+    /// sled writes pages over its threshold to `blobs/` and never syncs them. Our pages
+    /// stay under it, so this normally finds nothing; it is the guard should one not.
+    fn sync_blobs(&self) -> Result<(), StoreError> {
+        let dir = self.inner.path.join("sled").join("blobs");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut synced = self
+            .inner
+            .synced_blobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut any = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&dir, e))?;
+            let name = entry.file_name();
+            if synced.contains(&name) {
+                continue;
+            }
+            let path = entry.path();
+            match File::open(&path) {
+                Ok(f) => f.sync_data().map_err(|e| io_error(&path, e))?,
+                // sled removes side files it no longer needs at any moment.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&path, e)),
+            }
+            tracing::debug!(file = %path.display(), "synced a sled side file");
+            synced.insert(name);
+            any = true;
+        }
+        if any {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
