@@ -37,7 +37,11 @@ pub fn meta(message: &Message<'_>) -> Meta {
                 .to_owned()
         })
         .filter(|id| !id.is_empty());
-    let subject = message.subject().map(|s| s.trim().to_owned());
+    // An empty Subject field is a subject of its own: "" rather than none.
+    let subject = message
+        .subject()
+        .map(|s| s.trim().to_owned())
+        .or_else(|| message.header_raw("Subject").map(|_| String::new()));
     let from = message.from().and_then(|a| a.first()).and_then(display);
     let date = message.date().map(|d| d.to_timestamp());
     let date_text = message.header_raw("Date").map(|d| d.trim().to_owned());
@@ -51,7 +55,10 @@ pub fn meta(message: &Message<'_>) -> Meta {
 }
 
 fn display(addr: &Addr<'_>) -> Option<String> {
-    let address = addr.address.as_deref()?.trim();
+    let written = addr.address.as_deref()?.trim();
+    let address = Address::parse(written)
+        .map(|a| a.to_string())
+        .unwrap_or(written.to_owned());
     match addr.name.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => Some(format!("{name} <{address}>")),
         _ => Some(address.to_owned()),
