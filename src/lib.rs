@@ -6,4 +6,5 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod policy;
+pub mod sender_auth;
 pub mod telemetry;
