@@ -6,5 +6,6 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod policy;
+pub mod sender_auth;
 pub mod store;
 pub mod telemetry;
