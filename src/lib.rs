@@ -2,7 +2,10 @@
 //! SMTP, LMTP, IMAP and by pulling, classifies it against the address book's privacy flags,
 //! stores it durably in sled, and serves it to Threads users over IMAP.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod ingest;
 pub mod model;
 pub mod policy;

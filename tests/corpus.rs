@@ -102,20 +102,20 @@ fn check_stored(name: &str, p: &Prepared, expected: &Value, failures: &mut Vec<S
     if p.journal != journal {
         fail("journal", p.journal.to_string(), &Value::Bool(journal));
     }
-    if let Some(want) = expected.get("malformed").and_then(Value::as_bool) {
-        if p.malformed != want {
-            fail("malformed", p.malformed.to_string(), &Value::Bool(want));
-        }
+    if let Some(want) = expected.get("malformed").and_then(Value::as_bool)
+        && p.malformed != want
+    {
+        fail("malformed", p.malformed.to_string(), &Value::Bool(want));
     }
-    if let Some(prefix) = expected.get("stored_prefix").and_then(Value::as_str) {
-        if !p.raw.starts_with(prefix.as_bytes()) {
-            let got = String::from_utf8_lossy(&p.raw[..p.raw.len().min(prefix.len() + 20)]);
-            fail(
-                "stored_prefix",
-                format!("{got:?}"),
-                &Value::String(prefix.into()),
-            );
-        }
+    if let Some(prefix) = expected.get("stored_prefix").and_then(Value::as_str)
+        && !p.raw.starts_with(prefix.as_bytes())
+    {
+        let got = String::from_utf8_lossy(&p.raw[..p.raw.len().min(prefix.len() + 20)]);
+        fail(
+            "stored_prefix",
+            format!("{got:?}"),
+            &Value::String(prefix.into()),
+        );
     }
     if p.raw
         .windows(2)
@@ -149,10 +149,10 @@ fn every_case_gives_its_expected_result() {
                     Refusal::NotMail(_) => "not-mail",
                     Refusal::TooLarge { .. } => "too-large",
                 };
-                if let Some(want) = expected.get("refusal").and_then(Value::as_str) {
-                    if want != kind {
-                        failures.push(format!("{name}: refused as {kind}, expected {want}"));
-                    }
+                if let Some(want) = expected.get("refusal").and_then(Value::as_str)
+                    && want != kind
+                {
+                    failures.push(format!("{name}: refused as {kind}, expected {want}"));
                 }
             }
             ("stored", Err(e)) => failures.push(format!("{name}: refused ({e}), expected stored")),

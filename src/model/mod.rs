@@ -5,6 +5,7 @@ mod address;
 mod directory;
 mod message;
 mod project;
+mod secret;
 
 pub use address::{Address, AddressError};
 pub use directory::{
@@ -15,3 +16,4 @@ pub use message::{
     Visibility,
 };
 pub use project::{Project, ProjectId, ProjectPath, ProjectPathError};
+pub use secret::Secret;

@@ -259,10 +259,10 @@ fn same_source(a: &Source, b: &Source) -> bool {
 /// The project at `path`, created if it does not exist yet.
 pub(super) fn project_for(txn: &mut Txn<'_>, path: &ProjectPath) -> Result<Project, StoreError> {
     let path_key = schema::project_path(path);
-    if let Some(pid) = txn.get::<ProjectId>("project path", &path_key)? {
-        if let Some(project) = txn.get::<Project>("project", &schema::project(pid))? {
-            return Ok(project);
-        }
+    if let Some(pid) = txn.get::<ProjectId>("project path", &path_key)?
+        && let Some(project) = txn.get::<Project>("project", &schema::project(pid))?
+    {
+        return Ok(project);
     }
     let id = ProjectId(txn.generate_id()?);
     // RFC 3501 §2.3.1.1: a new UIDVALIDITY for a new mailbox. Seconds since 1970 only

@@ -197,10 +197,10 @@ impl Store {
             let Some(record) = self.one::<MessageRecord>("message", &schema::message(id))? else {
                 continue;
             };
-            if let Some(user) = &viewer {
-                if !record.audience.admits(&user.login, user.show_only_active) {
-                    continue;
-                }
+            if let Some(user) = &viewer
+                && !record.audience.admits(&user.login, user.show_only_active)
+            {
+                continue;
             }
             out.push(self.view(record)?);
         }

@@ -11,6 +11,9 @@ use super::{StoreError, codec};
 /// Pending writes: `None` removes the key.
 pub type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Keys with their values, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One job's view of the store inside a commit batch.
 ///
 /// Reads look at this job's writes, then at the writes of earlier jobs of the batch, then
@@ -72,7 +75,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Every live key under `prefix` with its value, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for item in self.tree.scan_prefix(prefix) {
             let (k, v) = item?;
