@@ -635,6 +635,14 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/threadsd.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.store.path, PathBuf::from("/var/lib/threadsd"));
+        assert_eq!(config.lmtp.listen, vec![ListenAddr::Unix("/run/threadsd/lmtp.sock".into())]);
+    }
+
+    #[test]
     fn display_names_file_line_and_key() {
         let err = ConfigError {
             file: Some("/etc/threadsd/threadsd.toml".into()),
