@@ -5,5 +5,6 @@
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod net;
 pub mod policy;
 pub mod telemetry;
