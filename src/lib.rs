@@ -7,4 +7,5 @@ pub mod ingest;
 pub mod model;
 pub mod net;
 pub mod policy;
+pub mod smtp;
 pub mod telemetry;

@@ -1,0 +1,22 @@
+//! SMTP and LMTP push ingestion: a sans-I/O session state machine ([`Session`]), one file
+//! per verb with logic, and the tokio listener that drives sessions over sockets.
+
+mod auth;
+mod bdat;
+mod data;
+mod delivery;
+mod ehlo;
+mod mail;
+mod rcpt;
+mod reply;
+mod session;
+mod starttls;
+
+pub use auth::Secret;
+pub use delivery::{Body, Delivery, outcome};
+pub use session::{
+    Action, MAX_AUTH_LINE, MAX_COMMAND_LINE, PeerInfo, Protocol, Session, SessionConfig, TlsState,
+};
+
+#[cfg(test)]
+mod tests;
