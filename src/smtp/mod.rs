@@ -6,6 +6,7 @@ mod bdat;
 mod data;
 mod delivery;
 mod ehlo;
+pub mod listener;
 mod mail;
 mod rcpt;
 mod reply;
@@ -14,6 +15,7 @@ mod starttls;
 
 pub use auth::Secret;
 pub use delivery::{Body, Delivery, outcome};
+pub use listener::{Backend, ListenerKind, Server, StoredMessage};
 pub use session::{
     Action, MAX_AUTH_LINE, MAX_COMMAND_LINE, PeerInfo, Protocol, Session, SessionConfig, TlsState,
 };
