@@ -46,7 +46,7 @@ impl Session {
             return Some(reply::MAIL_FIRST);
         };
         if transaction.recipients.is_empty() {
-            return Some(reply::NO_RECIPIENTS);
+            return Some(self.no_recipients());
         }
         None
     }

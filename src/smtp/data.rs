@@ -16,7 +16,7 @@
 //!   kept as it came.
 
 use super::reply::{self, Reply};
-use super::session::{Session, State};
+use super::session::{Protocol, Session, State};
 
 /// The message bytes of a transaction, capped at the configured size.
 ///
@@ -190,12 +190,20 @@ impl Session {
         if transaction.chunking {
             return Err(reply::DATA_AFTER_BDAT);
         }
-        // RFC 5321 §3.3: 554 when every recipient was refused; RFC 2920 §3.1 expects it.
         if transaction.recipients.is_empty() {
-            return Err(reply::NO_RECIPIENTS);
+            return Err(self.no_recipients());
         }
         self.state = State::Data(DotReader::new());
         Ok(Reply::intermediate(354, reply::DATA_GO_AHEAD))
+    }
+
+    /// DATA or BDAT without an accepted recipient. RFC 5321 §3.3 allows 503 or 554 and
+    /// RFC 2920 §3.1 expects 554 ("no valid recipients"); RFC 2033 §4.2 demands 503 of LMTP.
+    pub(super) fn no_recipients(&self) -> Reply {
+        match self.protocol {
+            Protocol::Smtp => reply::NO_RECIPIENTS,
+            Protocol::Lmtp => reply::NO_RECIPIENTS_LMTP,
+        }
     }
 }
 

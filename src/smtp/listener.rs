@@ -132,6 +132,12 @@ impl<B: Backend> Server<B> {
             Ok(addr) => tracing::info!(listener = label.as_str(), addr = %addr, "listening"),
             Err(e) => tracing::info!(listener = label.as_str(), error = %e, "listening"),
         }
+        if self.kind == ListenerKind::Smtps && self.tls.is_none() {
+            tracing::warn!(
+                listener = label.as_str(),
+                "implicit tls without a tls configuration"
+            );
+        }
         let server = Arc::new(self);
         let (phase, phase_rx) = watch::channel(Phase::Running);
         let mut tasks = JoinSet::new();

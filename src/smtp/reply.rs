@@ -129,6 +129,7 @@ pub(crate) const HELO_FIRST: Reply = Reply::fixed(503, "5.5.1", "send EHLO first
 pub(crate) const NESTED_MAIL: Reply = Reply::fixed(503, "5.5.1", "sender already given");
 pub(crate) const MAIL_FIRST: Reply = Reply::fixed(503, "5.5.1", "send MAIL first");
 pub(crate) const NO_RECIPIENTS: Reply = Reply::fixed(554, "5.5.1", "no valid recipients");
+pub(crate) const NO_RECIPIENTS_LMTP: Reply = Reply::fixed(503, "5.5.1", "no valid recipients");
 pub(crate) const DATA_AFTER_BDAT: Reply =
     Reply::fixed(503, "5.5.1", "DATA cannot follow BDAT in one transaction");
 pub(crate) const BAD_SENDER: Reply = Reply::fixed(501, "5.1.7", "bad sender address syntax");

@@ -259,14 +259,11 @@ impl Session {
     /// The answer to [`Action::Deliver`].
     pub fn delivered(&mut self, result: Result<Ack, IngestError>) -> Vec<Action> {
         let mut out = Vec::new();
-        if !matches!(self.state, State::AwaitDelivery { .. }) {
-            return out;
-        }
-        let State::AwaitDelivery { recipients } =
-            std::mem::replace(&mut self.state, State::Command)
-        else {
+        let State::AwaitDelivery { recipients } = &mut self.state else {
             return out;
         };
+        let recipients = std::mem::take(recipients);
+        self.state = State::Command;
         self.answer_delivery(&result, &recipients, &mut out);
         self.run(&mut out);
         out
@@ -275,13 +272,11 @@ impl Session {
     /// The answer to [`Action::Authenticate`].
     pub fn authenticated(&mut self, ok: bool) -> Vec<Action> {
         let mut out = Vec::new();
-        if !matches!(self.state, State::AwaitAuth { .. }) {
-            return out;
-        }
-        let State::AwaitAuth { identity } = std::mem::replace(&mut self.state, State::Command)
-        else {
+        let State::AwaitAuth { identity } = &mut self.state else {
             return out;
         };
+        let identity = std::mem::take(identity);
+        self.state = State::Command;
         if ok {
             tracing::debug!(auth.identity = ?identity, "authenticated");
             self.auth = Some(identity);
@@ -407,11 +402,7 @@ impl Session {
     }
 
     fn line_limit(&self, input: &[u8]) -> usize {
-        let auth = matches!(self.state, State::Auth(_))
-            || input
-                .get(..5)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"AUTH "));
-        if auth {
+        if matches!(self.state, State::Auth(_)) || is_auth(input) {
             MAX_AUTH_LINE
         } else {
             MAX_COMMAND_LINE
@@ -525,15 +516,18 @@ impl Session {
     }
 }
 
+/// Whether a line is an AUTH command; smtp-proto skips spaces before the verb, so do we.
+fn is_auth(line: &[u8]) -> bool {
+    let verb = line.trim_ascii_start().get(..4);
+    verb.is_some_and(|verb| verb.eq_ignore_ascii_case(b"AUTH"))
+}
+
 /// Logs a command line at trace level, escaped, with AUTH arguments left out.
 fn trace_command(text: &[u8]) {
     if !tracing::enabled!(tracing::Level::TRACE) {
         return;
     }
-    let shown = if text
-        .get(..4)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"AUTH"))
-    {
+    let shown = if is_auth(text) {
         Cow::Borrowed("AUTH <redacted>")
     } else {
         String::from_utf8_lossy(text)
@@ -560,5 +554,18 @@ fn parse_error(error: &ParseError) -> Reply {
         ParseError::ResponseTooLong => reply::LINE_TOO_LONG,
         // The parser had a whole line and still wanted more: the line is malformed.
         ParseError::NeedsMoreData { .. } => reply::BAD_PARAMETER,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_lines_are_recognised_as_smtp_proto_parses_them() {
+        assert!(is_auth(b"AUTH PLAIN AHJlbGF5AHNlY3JldA=="));
+        assert!(is_auth(b"  auth\tplain x"));
+        assert!(!is_auth(b"NOOP AUTH"));
+        assert!(!is_auth(b"AUT"));
     }
 }

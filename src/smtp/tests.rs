@@ -95,8 +95,16 @@ impl Driver {
         )
     }
 
+    /// LMTP with room for many failed commands.
     fn lmtp() -> Driver {
-        Driver::new(config(), Protocol::Lmtp, trusted())
+        Driver::new(
+            SessionConfig {
+                max_errors: 100,
+                ..config()
+            },
+            Protocol::Lmtp,
+            trusted(),
+        )
     }
 
     /// Feeds `input` and returns the replies it produced.
@@ -524,6 +532,12 @@ fn lmtp_answers_each_recipient() {
     assert_eq!(codes(&d.send("EHLO c\r\n")), ["500 5.5.1"]);
     assert_eq!(codes(&d.send("HELO c\r\n")), ["500 5.5.1"]);
     assert!(d.send("LHLO c\r\n").starts_with("250-mx.test greets c\r\n"));
+    // RFC 2033 §4.2: DATA without an accepted recipient is 503 in LMTP.
+    let refused = d.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<no@else.test>\r\nDATA\r\nRSET\r\n");
+    assert_eq!(
+        codes(&refused),
+        ["250 2.1.0", "550 5.1.1", "503 5.5.1", "250 2.0.0"]
+    );
     d.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@archive.test>\r\nRCPT TO:<no@else.test>\r\n");
     d.send("RCPT TO:<c+P@archive.test>\r\n");
     assert_eq!(
