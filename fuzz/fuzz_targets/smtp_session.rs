@@ -15,13 +15,18 @@ use threadsd::smtp::{Action, PeerInfo, Protocol, Session, SessionConfig, TlsStat
 const SPLIT: u8 = 0xff;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&setup, input)) = data.split_first() else { return };
+    let Some((&setup, input)) = data.split_first() else {
+        return;
+    };
     let mut session = session(setup);
     let mut deliveries = 0usize;
     for chunk in input.split(|&b| b == SPLIT) {
         let actions = session.feed(chunk);
         if drive(&mut session, actions, &mut deliveries) {
-            assert!(session.feed(b"NOOP\r\n").is_empty(), "a closed session answered");
+            assert!(
+                session.feed(b"NOOP\r\n").is_empty(),
+                "a closed session answered"
+            );
             return;
         }
     }
@@ -47,13 +52,21 @@ fn session(setup: u8) -> Session {
         data_timeout: Duration::from_secs(600),
         shutdown_grace: Duration::from_secs(30),
     };
-    let protocol = if setup & 0x01 != 0 { Protocol::Lmtp } else { Protocol::Smtp };
+    let protocol = if setup & 0x01 != 0 {
+        Protocol::Lmtp
+    } else {
+        Protocol::Smtp
+    };
     let tls = match (setup >> 1) & 0x03 {
         0 => TlsState::Unavailable,
         1 => TlsState::Available,
         _ => TlsState::Active,
     };
-    let peer = PeerInfo { ip: None, trusted_network: setup & 0x40 != 0, tls };
+    let peer = PeerInfo {
+        ip: None,
+        trusted_network: setup & 0x40 != 0,
+        tls,
+    };
     Session::new(Arc::new(config), protocol, peer)
 }
 
@@ -64,7 +77,10 @@ fn drive(session: &mut Session, actions: Vec<Action>, deliveries: &mut usize) ->
         match action {
             Action::Reply(bytes) => assert!(bytes.ends_with(b"\r\n"), "a reply without CRLF"),
             Action::Deliver(delivery) => {
-                assert!(!delivery.projects.is_empty(), "a delivery without a project");
+                assert!(
+                    !delivery.projects.is_empty(),
+                    "a delivery without a project"
+                );
                 *deliveries += 1;
                 queue.extend(session.delivered(result(*deliveries)));
             }
@@ -83,7 +99,10 @@ fn drive(session: &mut Session, actions: Vec<Action>, deliveries: &mut usize) ->
 /// Every kind of store answer, in turn.
 fn result(n: usize) -> Result<Ack, IngestError> {
     match n % 4 {
-        0 => Ok(Ack::Stored { id: MessageId(n as u64), duplicate: n % 8 == 0 }),
+        0 => Ok(Ack::Stored {
+            id: MessageId(n as u64),
+            duplicate: n % 8 == 0,
+        }),
         1 => Ok(Ack::Excluded),
         2 => Err(IngestError::Unavailable("fuzz".into())),
         _ => Err(IngestError::Refused(Refusal::NotMail("fuzz"))),

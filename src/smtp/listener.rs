@@ -937,13 +937,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(
-            TcpStream::connect(match &running.addr {
-                ListenAddr::Tcp(a) => *a,
-                ListenAddr::Unix(_) => unreachable!("tcp"),
-            })
-            .await
-            .is_err()
-        );
+        // The listening socket is closed.
+        let ListenAddr::Tcp(addr) = running.addr else {
+            panic!("a tcp listener")
+        };
+        assert!(TcpStream::connect(addr).await.is_err());
     }
 }

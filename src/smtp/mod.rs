@@ -1,5 +1,10 @@
 //! SMTP and LMTP push ingestion: a sans-I/O session state machine ([`Session`]), one file
 //! per verb with logic, and the tokio listener that drives sessions over sockets.
+//!
+//! Wiring: build one [`SessionConfig::new`] from the configuration, one
+//! [`crate::net::TlsStore`] and one [`crate::net::ConnectionLimiter`] for the daemon, then
+//! for every bound [`crate::net::Listener`] run a [`Server`] of the matching
+//! [`ListenerKind`] with the daemon's [`Backend`] and a shutdown `watch` channel.
 
 mod auth;
 mod bdat;

@@ -15,6 +15,9 @@
 //! fix that in this session (AUTH is offered, or will be after STARTTLS), and 550 5.7.1 when
 //! it cannot. Replies carry RFC 3463 enhanced codes except where RFC 2034 §3 leaves them
 //! out (the greeting, the answer to EHLO/HELO/LHLO, 3xx replies).
+//!
+//! The rules for message data (the only terminator, dot-stuffing, bare LF and CR) are with
+//! the DATA reader in `data.rs`.
 
 use std::borrow::Cow;
 use std::fmt;
