@@ -639,7 +639,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/threadsd.toml");
         let config = Config::load(&path).unwrap();
         assert_eq!(config.store.path, PathBuf::from("/var/lib/threadsd"));
-        assert_eq!(config.lmtp.listen, vec![ListenAddr::Unix("/run/threadsd/lmtp.sock".into())]);
+        assert_eq!(
+            config.lmtp.listen,
+            vec![ListenAddr::Unix("/run/threadsd/lmtp.sock".into())]
+        );
     }
 
     #[test]

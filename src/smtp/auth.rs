@@ -1,8 +1,6 @@
 //! AUTH (RFC 4954) with the PLAIN (RFC 4616) and LOGIN mechanisms, offered only over TLS
 //! unless `auth_without_tls` says otherwise. Credentials are never logged.
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
@@ -11,33 +9,13 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 
 use super::reply::{self, Reply};
 use super::session::{Action, Session, State, TlsState};
+use crate::model::Secret;
 
 /// Clients differ on base64 padding in SASL responses; either form is taken.
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// A password; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    /// The password itself, for the one place that checks it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// The SASL response the session waits for.
 #[derive(Debug)]
@@ -133,7 +111,7 @@ impl Session {
         };
         out.push(Action::Authenticate {
             identity,
-            password: Secret(password),
+            password: Secret::new(password),
         });
     }
 }

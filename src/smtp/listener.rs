@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 
 use crate::ingest::{Ack, IngestError, Submission};
 use crate::model::MessageId;
+use crate::model::Secret;
 use crate::net::{Connection, ConnectionLimiter, Listener, TlsStore};
 use crate::telemetry::{self, ListenerLabel, SmtpOutcome};
 
@@ -46,7 +47,7 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Ack, IngestError>> + Send;
 
     /// Checks the credentials of an SMTP AUTH relay account.
-    fn verify_relay(&self, name: &str, password: &str) -> impl Future<Output = bool> + Send;
+    fn verify_relay(&self, name: &str, password: &Secret) -> impl Future<Output = bool> + Send;
 
     /// Called once the client was told a message is stored, so that sender checks
     /// (DKIM, SPF, DMARC) can run later; must return quickly.
@@ -383,7 +384,7 @@ where
                 Action::Authenticate { identity, password } => {
                     self.flush().await?;
                     let backend = &self.server.backend;
-                    let ok = backend.verify_relay(&identity, password.expose()).await;
+                    let ok = backend.verify_relay(&identity, &password).await;
                     queue.extend(self.session.authenticated(ok));
                 }
                 Action::StartTls => {
@@ -604,8 +605,8 @@ mod tests {
             }
         }
 
-        fn verify_relay(&self, name: &str, password: &str) -> impl Future<Output = bool> + Send {
-            let ok = name == "relay" && password == "secret";
+        fn verify_relay(&self, name: &str, password: &Secret) -> impl Future<Output = bool> + Send {
+            let ok = name == "relay" && password.expose() == "secret";
             async move { ok }
         }
 

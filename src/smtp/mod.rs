@@ -18,7 +18,6 @@ mod reply;
 mod session;
 mod starttls;
 
-pub use auth::Secret;
 pub use delivery::{Body, Delivery, outcome};
 pub use listener::{Backend, ListenerKind, Server, StoredMessage};
 pub use session::{

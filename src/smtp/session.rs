@@ -31,12 +31,13 @@ use crate::config::{Network, PolicyConfig, RecipientPattern, SmtpConfig};
 use crate::ingest::{Ack, IngestError};
 use crate::model::{Address, ProjectPath};
 
-use super::auth::{AuthStep, Secret};
+use super::auth::AuthStep;
 use super::bdat::Chunk;
 use super::data::{DotReader, MessageBuffer};
 use super::delivery::{Body, Delivery};
 use super::ehlo::Hello;
 use super::reply::{self, Reply};
+use crate::model::Secret;
 
 /// Octets per command line, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 4096;

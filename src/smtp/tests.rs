@@ -762,10 +762,6 @@ fn credentials_never_show_in_debug_output() {
     let shown = format!("{actions:?} {session:?}");
     assert!(shown.contains("relay"), "{shown}");
     assert!(!shown.contains("secret"), "{shown}");
-    assert_eq!(
-        format!("{:?}", Secret::new("pw".into())),
-        "Secret(<redacted>)"
-    );
 }
 
 #[test]

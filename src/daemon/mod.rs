@@ -1,6 +1,9 @@
 //! Wiring: open the store, start the committer, the admin socket, the metrics endpoint
 //! and the listeners; reload on SIGHUP; on SIGTERM stop accepting, drain and close.
 
+mod backend;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,8 +12,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::admin::{Admin, socket};
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
+use crate::net::{ConnectionLimiter, Listener, TlsStore};
+use crate::sender_auth::Verifier;
+use crate::smtp::{ListenerKind, Server, SessionConfig};
 use crate::telemetry::{self, names};
+use backend::DaemonBackend;
 
 /// Admin frames carry at most one message, plus room for the request around it.
 const ADMIN_FRAME_SLACK: usize = 1 << 20;
@@ -33,15 +40,58 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind the admin socket {}", socket_path.display()))?;
     tracing::info!(socket = %socket_path.display(), "admin socket listening");
     let max_frame = config.smtp.max_message_size.0 as usize + ADMIN_FRAME_SLACK;
-    let admin_task = tokio::spawn(socket::serve(listener, admin.clone(), max_frame, stop_rx));
+    let admin_task = tokio::spawn(socket::serve(
+        listener,
+        admin.clone(),
+        max_frame,
+        stop_rx.clone(),
+    ));
+
+    let session = Arc::new(SessionConfig::new(&config.smtp, &config.policy));
+    let tls = TlsStore::load(&config.tls, &config.store.path, &session.hostname)
+        .context("cannot set up TLS")?;
+    let verifier = config
+        .smtp
+        .verify_auth
+        .then(|| Verifier::new(config.smtp.dns_timeout.duration()));
+    let backend = Arc::new(DaemonBackend::new(
+        admin.ingestor().clone(),
+        verifier,
+        session.hostname.clone(),
+    ));
+    let limiter = ConnectionLimiter::new(
+        config.smtp.max_connections,
+        config.smtp.max_connections_per_client,
+    );
+    let mut servers = Vec::new();
+    for (addrs, kind) in [
+        (&config.smtp.listen, ListenerKind::Smtp),
+        (&config.smtp.tls_listen, ListenerKind::Smtps),
+        (&config.lmtp.listen, ListenerKind::Lmtp),
+    ] {
+        for addr in addrs {
+            let listener = bind(addr).await?;
+            let server = Server {
+                kind,
+                config: session.clone(),
+                tls: Some(tls.clone()),
+                limiter: limiter.clone(),
+                backend: backend.clone(),
+            };
+            servers.push(tokio::spawn(server.serve(listener, stop_rx.clone())));
+        }
+    }
 
     notify_systemd("READY=1");
     tracing::info!("threadsd ready");
-    wait_for_stop().await?;
+    wait_for_stop(&tls).await?;
 
-    tracing::info!("stopping");
+    tracing::info!("stopping: no new sessions, open ones may finish");
     notify_systemd("STOPPING=1");
     let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     admin.close().await;
     let _ = std::fs::remove_file(&socket_path);
@@ -49,7 +99,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop() -> anyhow::Result<()> {
+async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
+    Listener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn wait_for_stop(tls: &TlsStore) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -57,7 +113,10 @@ async fn wait_for_stop() -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => tracing::info!("SIGHUP: nothing to reload yet"),
+            _ = hup.recv() => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: tls certificates reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: tls reload failed; keeping the old"),
+            },
         }
     }
 }

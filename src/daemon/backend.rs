@@ -1,0 +1,122 @@
+//! What the SMTP and LMTP listeners call into: ingestion, relay-account checks, and the
+//! sender checks that run after a message was acknowledged.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::admin::password;
+use crate::ingest::{Ack, IngestError, Ingestor, Submission};
+use crate::model::Secret;
+use crate::sender_auth::{SenderContext, Verifier};
+use crate::smtp::{Backend, StoredMessage};
+use crate::telemetry;
+
+/// Sender checks waiting for a worker, at most; beyond that a message goes unchecked
+/// rather than holding memory while DNS is slow.
+const CHECK_QUEUE: usize = 4096;
+/// Sender checks running at once.
+const CHECK_WORKERS: usize = 16;
+
+/// A hash of a password nobody has, checked when a relay name is unknown so that the
+/// answer takes as long as for a known name.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        password::hash(&Secret::new("no relay account has this password")).unwrap_or_default()
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonBackend {
+    ingestor: Ingestor,
+    checks: Option<mpsc::Sender<StoredMessage>>,
+}
+
+impl DaemonBackend {
+    /// With a verifier, starts the workers that check senders after acknowledgement.
+    pub fn new(ingestor: Ingestor, verifier: Option<Verifier>, hostname: String) -> DaemonBackend {
+        let checks = verifier.map(|verifier| {
+            let (tx, rx) = mpsc::channel(CHECK_QUEUE);
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            for _ in 0..CHECK_WORKERS {
+                let (rx, ingestor) = (rx.clone(), ingestor.clone());
+                let (verifier, hostname) = (verifier.clone(), hostname.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let next = rx.lock().await.recv().await;
+                        let Some(message) = next else { break };
+                        check(&ingestor, &verifier, &hostname, message).await;
+                    }
+                });
+            }
+            tx
+        });
+        DaemonBackend { ingestor, checks }
+    }
+}
+
+async fn check(ingestor: &Ingestor, verifier: &Verifier, hostname: &str, m: StoredMessage) {
+    let store = ingestor.committer().store().clone();
+    let id = m.id;
+    let raw = match tokio::task::spawn_blocking(move || store.raw_message(id)).await {
+        Ok(Ok(Some(raw))) => raw,
+        // Gone already (purged, or merged into an exclusion): nothing to check.
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(message = %id, error = %e, "cannot read a message for sender checks");
+            return;
+        }
+        Err(_) => return,
+    };
+    let context = SenderContext {
+        client_ip: m.peer_ip,
+        helo: m.helo,
+        mail_from: m.mail_from,
+        receiver_host: hostname.to_owned(),
+    };
+    let results = verifier.verify(&raw, &context).await;
+    let saved = ingestor
+        .committer()
+        .run(move |txn, _| txn.set_auth(id, results))
+        .await;
+    if let Err(e) = saved {
+        tracing::warn!(message = %id, error = %e, "cannot record sender check results");
+    }
+}
+
+impl Backend for DaemonBackend {
+    async fn submit(&self, submission: Submission) -> Result<Ack, IngestError> {
+        self.ingestor.submit(submission).await
+    }
+
+    async fn verify_relay(&self, name: &str, password: &Secret) -> bool {
+        let store = self.ingestor.committer().store().clone();
+        let (name, password) = (name.to_owned(), password.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            let hash = match store.relay(&name) {
+                Ok(Some(relay)) => Some(relay.password_hash),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read relay accounts");
+                    None
+                }
+            };
+            match hash {
+                Some(hash) => password::verify(&hash, &password),
+                None => {
+                    password::verify(dummy_hash(), &password);
+                    false
+                }
+            }
+        });
+        verified.await.unwrap_or(false)
+    }
+
+    fn after_stored(&self, message: StoredMessage) {
+        let Some(checks) = &self.checks else { return };
+        if checks.try_send(message).is_err() {
+            telemetry::auth_check("skipped");
+        }
+    }
+}
