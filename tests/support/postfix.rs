@@ -56,24 +56,24 @@ impl Postfix {
         let dir = open_tempdir("postfix.");
         let config = dir.path().join("config");
         let smtp_port = free_port();
-        let postfix_instance = Postfix {
+        let instance = Postfix {
             maillog: dir.path().join("maillog"),
             config,
             smtp_port,
             sbin,
             dir,
         };
-        postfix_instance.write_config(journal, params);
+        instance.write_config(journal, params);
 
         let mut start = Command::new(&postfix);
-        start.arg("-c").arg(&postfix_instance.config).arg("start");
-        run_daemonizing(&mut start, &postfix_instance.maillog);
+        start.arg("-c").arg(&instance.config).arg("start");
+        run_daemonizing(&mut start, &instance.maillog);
         assert!(
             wait_for_port(smtp_port, Duration::from_secs(15)),
             "postfix smtpd did not listen on {smtp_port}; maillog:\n{}",
-            postfix_instance.log(),
+            instance.log(),
         );
-        postfix_instance
+        instance
     }
 
     fn write_config(&self, journal: Journal, params: &[(&str, &str)]) {
