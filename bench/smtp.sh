@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# SMTP and LMTP ingest: threadsd against its peers in one run, on loopback.
+#
+#   SMTP: smtp-sink (accepts and discards: the machine's ceiling) vs threadsd's SMTP port
+#   LMTP: Dovecot LMTP (a durable store) vs threadsd's LMTP port
+#
+# The same smtp-source load goes to each; the figures that matter are the ratios.
+# Environment: BENCH_MESSAGES (2000), BENCH_SIZES ("4096 102400"), BENCH_SESSIONS
+# ("1 10 50"), BENCH_LATENCY_MESSAGES (2000), BENCH_TMPDIR, BENCH_KEEP, BENCH_NO_BUILD.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+messages=${BENCH_MESSAGES:-2000}
+sizes=${BENCH_SIZES:-4096 102400}
+sessions_list=${BENCH_SESSIONS:-1 10 50}
+latency_messages=${BENCH_LATENCY_MESSAGES:-2000}
+
+install_peers
+build_threadsd
+make_workdir
+
+# The peers.
+sink_port=$(free_port)
+/usr/sbin/smtp-sink -u nobody 127.0.0.1:"$sink_port" 1000 </dev/null >/dev/null 2>&1 &
+cleanup_cmds+=("kill $!")
+wait_port "$sink_port" || die "smtp-sink did not listen"
+
+dovecot_lmtp=$(free_port)
+start_dovecot "$work/dovecot" "$dovecot_lmtp" "$(free_port)"
+
+threadsd_ok=1
+start_threadsd "$work/threadsd" || threadsd_ok=0
+
+# load PORT SESSIONS SIZE [-L]: pushes $messages messages with smtp-source and prints the
+# rate, or "ERR" (details on stderr).
+load() {
+    local port=$1 sessions=$2 size=$3 lmtp=${4:-} start end out
+    out=$work/smtp-source.out
+    start=$(now)
+    # shellcheck disable=SC2086 # $lmtp is empty or the one flag -L
+    if ! /usr/sbin/smtp-source $lmtp -d -s "$sessions" -m "$messages" -l "$size" \
+        -f bench@corp.test -t archive@bcc.test 127.0.0.1:"$port" >"$out" 2>&1; then
+        echo "bench: smtp-source to port $port failed: $(head -c 300 "$out")" >&2
+        echo ERR
+        return
+    fi
+    end=$(now)
+    rate "$messages" "$start" "$end"
+}
+
+printf '\nmessages/s, %s messages per cell (smtp-source -d)\n' "$messages"
+printf '%-7s %5s | %10s %10s %8s | %10s %10s %8s\n' size sess smtp-sink threadsd "ratio" \
+    dovecot threadsd "ratio"
+printf '%-7s %5s | %10s %10s %8s | %10s %10s %8s\n' "" "" "(SMTP)" "(SMTP)" ">=0.6" \
+    "(LMTP)" "(LMTP)" ">=8"
+for size in $sizes; do
+    for sessions in $sessions_list; do
+        sink=$(load "$sink_port" "$sessions" "$size")
+        dove=$(load "$dovecot_lmtp" "$sessions" "$size" -L)
+        t_smtp=- t_lmtp=-
+        if ((threadsd_ok)); then
+            t_smtp=$(load "$threadsd_smtp" "$sessions" "$size")
+            t_lmtp=$(load "$threadsd_lmtp" "$sessions" "$size" -L)
+        fi
+        printf '%-7s %5s | %10s %10s %8s | %10s %10s %8s\n' "$((size / 1024))KiB" \
+            "$sessions" "$sink" "$t_smtp" "$(ratio "$t_smtp" "$sink")" \
+            "$dove" "$t_lmtp" "$(ratio "$t_lmtp" "$dove" 1)"
+    done
+done
+
+# Acknowledgement latency: measured by bench/smtpclient.py (client side, from writing
+# CRLF.CRLF to reading the reply), 10 sessions of 4 KiB messages.
+latency() {
+    python3 "$bench_dir/smtpclient.py" latency --sessions 10 --size 4096 \
+        --messages "$latency_messages" "$@" || true
+}
+printf '\nack latency, client-measured (smtpclient.py), 10 sessions, 4 KiB, %s messages\n' \
+    "$latency_messages"
+printf '  %-16s %s\n' smtp-sink "$(latency --port "$sink_port")"
+printf '  %-16s %s\n' "dovecot LMTP" "$(latency --port "$dovecot_lmtp" --lmtp)"
+if ((threadsd_ok)); then
+    metrics_url=http://127.0.0.1:$threadsd_metrics/metrics
+    curl -fsS "$metrics_url" >"$work/metrics.before" || : >"$work/metrics.before"
+    printf '  %-16s %s   target p99 < 25 ms\n' "threadsd SMTP" "$(latency --port "$threadsd_smtp")"
+    curl -fsS "$metrics_url" >"$work/metrics.after" || : >"$work/metrics.after"
+    printf '  %-16s %s\n' "threadsd LMTP" "$(latency --port "$threadsd_lmtp" --lmtp)"
+    from_metric=$(python3 "$bench_dir/smtpclient.py" quantiles \
+        --metric threadsd_smtp_ack_duration_seconds --label listener=smtp \
+        "$work/metrics.before" "$work/metrics.after")
+    printf '  %-16s %s from threadsd_smtp_ack_duration_seconds over the SMTP probe\n' \
+        "threadsd metric" "$from_metric"
+
+    rss=$(peak_rss_kib "$threadsd_pid")
+    printf '\nthreadsd peak RSS (VmHWM): %s MiB   target < 64 MiB\n' \
+        "$(awk -v k="${rss:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
+    store_bytes=$(du -sb "$work/threadsd/data" 2>/dev/null | cut -f1) || store_bytes=?
+    printf 'threadsd store: %s bytes on disk (du -sb)\n' "${store_bytes:-?}"
+fi
+printf 'dovecot maildirs: %s bytes on disk (du -sb)\n' "$(du -sb "$work/dovecot/mail" | cut -f1)"
+
+if ((!threadsd_ok)); then
+    die "threadsd's half did not run: \`$threadsd_bin serve\` did not start (see above)"
+fi
