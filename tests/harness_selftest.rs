@@ -221,10 +221,8 @@ fn postfix_journals_into_dovecot() {
     assert_eq!(dovecot.inbox_count(JOURNAL_ADDRESS), 3);
 }
 
-/// The harness's own smoke test of a running daemon behind Postfix. It needs
-/// `threadsd serve`, which lands separately.
+/// The harness's own smoke test of a running daemon behind Postfix.
 #[test]
-#[ignore = "needs `threadsd serve`; un-ignore when the daemon lands"]
 fn daemon_stores_what_postfix_journals_and_keeps_it_across_restarts() {
     let mut daemon = Daemon::start("");
     let postfix = Postfix::start(Journal::Lmtp(daemon.ports().lmtp));
@@ -242,13 +240,13 @@ fn daemon_stores_what_postfix_journals_and_keeps_it_across_restarts() {
             .collect()
     };
     assert_eq!(subjects(&daemon), ["kept across restarts"]);
+    assert!(daemon.metrics().contains("threadsd_smtp_messages_total"));
 
     daemon.restart();
     assert_eq!(subjects(&daemon), ["kept across restarts"]);
     daemon.kill9();
     daemon.launch();
     assert_eq!(subjects(&daemon), ["kept across restarts"]);
-    assert!(daemon.metrics().contains("threadsd_smtp_messages_total"));
 }
 
 /// Just enough IMAP to log in and select: tagged commands, untagged lines collected.
