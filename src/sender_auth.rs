@@ -31,7 +31,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
 use crate::model::AuthResults;
-use crate::telemetry;
+use crate::telemetry::{self, AuthOutcome as Outcome};
 
 /// How much of the total budget the DKIM, ARC and SPF checks may use together; the rest is
 /// kept for DMARC, so that a slow SPF include chain cannot starve the DMARC lookups.
@@ -172,7 +172,7 @@ impl Verifier {
             }
         };
 
-        telemetry::auth_check(verdicts.outcome.as_str());
+        telemetry::auth_check(verdicts.outcome);
         debug!(
             outcome = verdicts.outcome.as_str(),
             dkim = verdicts.dkim.len(),
@@ -238,7 +238,7 @@ impl Inner {
         timed_out |= dmarc.is_err();
 
         let outcome = match &dmarc {
-            Ok(dmarc) if !timed_out => Outcome::of(&dmarc.result()),
+            Ok(dmarc) if !timed_out => outcome_of(&dmarc.result()),
             _ => Outcome::TimedOut,
         };
         Verdicts {
@@ -364,43 +364,14 @@ impl SpfCheck {
     }
 }
 
-/// The label value of `threadsd_auth_checks_total` for one verification: the DMARC result,
-/// unless some check ran out of time or the checking task failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Pass,
-    Fail,
-    None,
-    TempError,
-    PermError,
-    /// Some check did not finish within the budget.
-    TimedOut,
-    /// The checking task panicked.
-    Internal,
-}
-
-impl Outcome {
-    fn of(dmarc: &DmarcResult) -> Outcome {
-        match dmarc {
-            DmarcResult::Pass => Outcome::Pass,
-            DmarcResult::Fail(_) => Outcome::Fail,
-            DmarcResult::TempError(_) => Outcome::TempError,
-            DmarcResult::PermError(_) => Outcome::PermError,
-            DmarcResult::None => Outcome::None,
-        }
-    }
-
-    // TODO(telemetry): move these label values into the metric catalogue in telemetry.rs.
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Pass => "pass",
-            Outcome::Fail => "fail",
-            Outcome::None => "none",
-            Outcome::TempError => "temperror",
-            Outcome::PermError => "permerror",
-            Outcome::TimedOut => "timeout",
-            Outcome::Internal => "internal",
-        }
+/// The metric outcome of one verification: the DMARC result.
+fn outcome_of(dmarc: &DmarcResult) -> Outcome {
+    match dmarc {
+        DmarcResult::Pass => Outcome::Pass,
+        DmarcResult::Fail(_) => Outcome::Fail,
+        DmarcResult::TempError(_) => Outcome::TempError,
+        DmarcResult::PermError(_) => Outcome::PermError,
+        DmarcResult::None => Outcome::None,
     }
 }
 

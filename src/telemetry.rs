@@ -189,8 +189,40 @@ pub fn smtp_message(listener: ListenerLabel, outcome: SmtpOutcome, bytes: usize,
     metrics::histogram!(names::SMTP_ACK_SECONDS, "listener" => l).record(ack.as_secs_f64());
 }
 
-pub fn auth_check(outcome: &'static str) {
-    metrics::counter!(names::AUTH_CHECKS, "outcome" => outcome).increment(1);
+/// The outcome of one sender check, as a metric label: the DMARC result, unless the check
+/// did not finish or did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Pass,
+    Fail,
+    None,
+    TempError,
+    PermError,
+    /// Some check did not finish within the budget.
+    TimedOut,
+    /// The checking task panicked.
+    Internal,
+    /// Not checked: the queue of checks was full.
+    Skipped,
+}
+
+impl AuthOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthOutcome::Pass => "pass",
+            AuthOutcome::Fail => "fail",
+            AuthOutcome::None => "none",
+            AuthOutcome::TempError => "temperror",
+            AuthOutcome::PermError => "permerror",
+            AuthOutcome::TimedOut => "timeout",
+            AuthOutcome::Internal => "internal",
+            AuthOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+pub fn auth_check(outcome: AuthOutcome) {
+    metrics::counter!(names::AUTH_CHECKS, "outcome" => outcome.as_str()).increment(1);
 }
 
 /// Registers every metric's description with the installed recorder, so that the endpoint

@@ -116,7 +116,7 @@ impl Backend for DaemonBackend {
     fn after_stored(&self, message: StoredMessage) {
         let Some(checks) = &self.checks else { return };
         if checks.try_send(message).is_err() {
-            telemetry::auth_check("skipped");
+            telemetry::auth_check(telemetry::AuthOutcome::Skipped);
         }
     }
 }
