@@ -12,7 +12,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mail_auth::arc::ArcError;
 use mail_auth::common::crypto::CryptoError;
@@ -30,7 +30,7 @@ use mail_auth::{
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
-use crate::model::AuthResults;
+use crate::model::{AuthResults, unix_now};
 use crate::telemetry::{self, AuthOutcome as Outcome};
 
 /// How much of the total budget the DKIM, ARC and SPF checks may use together; the rest is
@@ -203,11 +203,6 @@ fn name_server(server: SocketAddr) -> NameServerConfig {
         connection.port = server.port();
     }
     config
-}
-
-fn unix_now() -> i64 {
-    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
-    since_epoch.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Inner {

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::ingest::{Ack, IngestError, IngestOptions, Ingestor, Submission, Trust};
-use crate::model::{Address, ChannelFlags, Login, MessageId, ProjectPath, Source, SourceKind};
+use crate::model::{
+    Address, ChannelFlags, Login, MessageId, ProjectPath, Source, SourceKind, unix_now,
+};
 use crate::store::{
     ChannelChange, CommitOptions, Committer, MessageFilter, NewContact, NewUser, Store, StoreError,
     StoreOptions,
@@ -333,7 +335,7 @@ impl Admin {
             raw,
             source: Source {
                 kind: SourceKind::Import { file },
-                received: now(),
+                received: unix_now(),
                 envelope: None,
             },
             projects: vec![project.unwrap_or_else(|| self.default_project.clone())],
@@ -524,11 +526,4 @@ fn channel_view(ch: &crate::model::Channel, contact: String) -> ChannelView {
         exclude: ch.flags.exclude,
         active: ch.flags.active,
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

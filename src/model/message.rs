@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Address, Login};
 
+/// The current time in Unix seconds, the unit of every timestamp in the records.
+pub fn unix_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Identifies a stored message; allocated from sled's id generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MessageId(pub u64);

@@ -13,7 +13,7 @@ pub use directory::{
 };
 pub use message::{
     Audience, AuthResults, Envelope, MessageId, MessageRecord, Party, Source, SourceKind,
-    Visibility,
+    Visibility, unix_now,
 };
 pub use project::{Project, ProjectId, ProjectPath, ProjectPathError};
 pub use secret::Secret;

@@ -1,7 +1,6 @@
 //! The end of a message: the delivery handed to the daemon, and the reply to its result.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ingest::{Ack, IngestError, Refusal, Submission, Trust};
 use crate::model::{Address, Envelope, ProjectPath, Source, SourceKind};
@@ -70,9 +69,7 @@ impl Delivery {
                 helo: self.helo,
             },
         };
-        let received = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let received = crate::model::unix_now();
         Submission {
             raw: self.data,
             source: Source {

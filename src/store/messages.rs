@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::txn::Txn;
-use super::{CommitOptions, StoreError, body, directory, now, schema};
+use super::{CommitOptions, StoreError, body, directory, schema};
 use crate::ingest::{Ack, Prepared};
 use crate::model::{
     Address, AuthResults, Channel, MessageId, MessageRecord, Party, Project, ProjectId,
-    ProjectPath, Source,
+    ProjectPath, Source, unix_now,
 };
 use crate::policy::{self, ChannelView, Decision, Owner};
 
@@ -267,13 +267,13 @@ pub(super) fn project_for(txn: &mut Txn<'_>, path: &ProjectPath) -> Result<Proje
     let id = ProjectId(txn.generate_id()?);
     // RFC 3501 §2.3.1.1: a new UIDVALIDITY for a new mailbox. Seconds since 1970 only
     // grow, and a project id tie-breaks two created within one second.
-    let uid_validity = (now() as u32).wrapping_add(id.0 as u32).max(1);
+    let uid_validity = (unix_now() as u32).wrapping_add(id.0 as u32).max(1);
     let project = Project {
         id,
         path: path.clone(),
         uid_validity,
         uid_next: 1,
-        created: now(),
+        created: unix_now(),
     };
     txn.put(schema::project(id), &project);
     txn.put(path_key, &id);
