@@ -6,13 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Address, ProjectPath};
 
 /// The whole configuration. Every key has a default, so an empty file (or none) is the
 /// embedded default of ARCHITECTURE.md §7.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
@@ -25,7 +25,7 @@ pub struct Config {
     pub lmtp: LmtpConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The data directory: the sled database, the generated certificate, the admin socket
@@ -44,14 +44,14 @@ impl Default for StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The admin Unix socket; `<store.path>/admin.sock` when unset.
     pub socket: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     pub enabled: bool,
@@ -67,7 +67,7 @@ impl Default for MetricsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Where mail goes when nothing else picks a project.
@@ -94,14 +94,14 @@ impl Default for PolicyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `threadsd=debug`, …; `RUST_LOG` overrides it.
@@ -118,7 +118,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain; with neither this nor `private_key`, a self-signed
@@ -127,7 +127,7 @@ pub struct TlsConfig {
     pub private_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     /// Plain SMTP listeners (STARTTLS offered).
@@ -189,7 +189,7 @@ impl Default for SmtpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LmtpConfig {
     /// LMTP listeners: `host:port` or `unix:PATH`.
@@ -205,8 +205,8 @@ impl Default for LmtpConfig {
 }
 
 /// A listening address: TCP `host:port`, or `unix:PATH` for a Unix socket.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ListenAddr {
     Tcp(SocketAddr),
     Unix(PathBuf),
@@ -237,9 +237,15 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+impl From<ListenAddr> for String {
+    fn from(value: ListenAddr) -> Self {
+        value.to_string()
+    }
+}
+
 /// Which envelope recipients the SMTP and LMTP listeners accept.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum RecipientPattern {
     Any,
     /// `@example.com`: every address at that domain.
@@ -277,9 +283,19 @@ impl TryFrom<String> for RecipientPattern {
     }
 }
 
+impl From<RecipientPattern> for String {
+    fn from(value: RecipientPattern) -> Self {
+        match value {
+            RecipientPattern::Any => "*".into(),
+            RecipientPattern::Domain(d) => format!("@{d}"),
+            RecipientPattern::Exact(a) => a.to_string(),
+        }
+    }
+}
+
 /// A CIDR network; a bare IP address is a network of one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Network(pub ipnet::IpNet);
 
 impl Network {
@@ -306,9 +322,15 @@ impl TryFrom<String> for Network {
     }
 }
 
+impl From<Network> for String {
+    fn from(value: Network) -> Self {
+        value.0.to_string()
+    }
+}
+
 /// A size in bytes: an integer, or a string with a K, M or G suffix (powers of 1024).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "SizeInput")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "SizeInput", into = "u64")]
 pub struct ByteSize(pub u64);
 
 #[derive(Deserialize)]
@@ -342,14 +364,26 @@ impl TryFrom<SizeInput> for ByteSize {
     }
 }
 
+impl From<ByteSize> for u64 {
+    fn from(value: ByteSize) -> Self {
+        value.0
+    }
+}
+
 /// A duration in whole seconds: an integer, or a string with an s, m or h suffix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "SizeInput")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "SizeInput", into = "u64")]
 pub struct Seconds(pub u64);
 
 impl Seconds {
     pub fn duration(self) -> Duration {
         Duration::from_secs(self.0)
+    }
+}
+
+impl From<Seconds> for u64 {
+    fn from(value: Seconds) -> Self {
+        value.0
     }
 }
 
@@ -556,6 +590,8 @@ fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -643,6 +679,45 @@ mod tests {
             config.lmtp.listen,
             vec![ListenAddr::Unix("/run/threadsd/lmtp.sock".into())]
         );
+    }
+
+    /// Every key of the configuration appears in the packaged file, set or commented out.
+    #[test]
+    fn the_packaged_configuration_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/threadsd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") && !rest.contains(':') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // Every key the file names is a real key...
+        let packaged = Config::parse(&uncommented).unwrap();
+        // ...and every real key is named: the defaults' keys (optional keys included,
+        // since the packaged file sets or shows them all) against the file's.
+        let keys = |value: toml::Value| -> BTreeSet<String> {
+            let mut out = BTreeSet::new();
+            for (table, entries) in value.as_table().unwrap() {
+                for key in entries.as_table().unwrap().keys() {
+                    out.insert(format!("{table}.{key}"));
+                }
+            }
+            out
+        };
+        let file_keys = keys(toml::Value::try_from(&packaged).unwrap());
+        let mut all = keys(toml::Value::try_from(Config::default()).unwrap());
+        for optional in [
+            "admin.socket",
+            "tls.certificate",
+            "tls.private_key",
+            "smtp.hostname",
+        ] {
+            all.insert(optional.into());
+        }
+        assert_eq!(file_keys, all);
     }
 
     #[test]
