@@ -428,3 +428,43 @@ fn two_reports_of_one_original_merge_into_one_record() {
     let detail = show(&daemon, m);
     assert_eq!(detail["sources"].as_array().unwrap().len(), 2, "{detail:#}");
 }
+
+#[test]
+fn a_journal_report_relayed_by_postfix_is_unwrapped() {
+    let daemon = Daemon::start("");
+    let postfix = Postfix::start(Journal::Smtp(daemon.ports().smtp));
+    let envelope = "To: bob@fabrikam.test\r\nBcc: grace@partner.test\r\n";
+    let report = journal_report("relayed@contoso.test", ORIGINAL, envelope, Attached::Base64);
+    let path = daemon.dir().join("relayed.eml");
+    std::fs::write(&path, &report).expect("write the report");
+    let data = format!("@{}", path.display());
+    let output = support::swaks(&[
+        "--server",
+        &postfix.smtp_addr(),
+        "--from",
+        "postmaster@contoso.test",
+        "--to",
+        JOURNAL_ADDRESS,
+        "--data",
+        &data,
+    ]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    postfix.wait_queue_empty(QUEUE_TIMEOUT);
+
+    let list = messages(&daemon);
+    let [m] = &list[..] else {
+        panic!("one message: {list:#?}")
+    };
+    assert_eq!(m["journal"], true);
+    assert_eq!(m["message_id"], "q3@contoso.test");
+    // Postfix's Received header went on the report, which is not kept.
+    assert_eq!(raw(&daemon, m), ORIGINAL);
+    assert_eq!(
+        sorted(&m["parties"]),
+        set(&[
+            "alice@contoso.test",
+            "bob@fabrikam.test",
+            "grace@partner.test"
+        ])
+    );
+}

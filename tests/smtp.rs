@@ -260,6 +260,30 @@ fn swaks_over_plain_smtp_is_stored_with_its_envelope() {
         stored.contains("\r\n\r\nsent over plain smtp\r\n"),
         "{stored}"
     );
+
+    // The same message by another route is a copy of the stored one, not a second record.
+    let mut c = greet(daemon.ports().lmtp, "LHLO").0;
+    c.send(format!(
+        "MAIL FROM:<alice@corp.test>\r\nRCPT TO:<{ARCHIVE}>\r\nDATA\r\n"
+    ));
+    assert_eq!(status(&c.reply()), "250 2.1.0");
+    assert_eq!(status(&c.reply()), "250 2.1.5");
+    assert_eq!(status(&c.reply()), "354");
+    c.send(format!("Received: from another.route\r\n{stored}.\r\n"));
+    let id = m["id"].as_u64().unwrap();
+    assert_eq!(
+        c.reply(),
+        format!("250 2.0.0 <{ARCHIVE}> stored as {id} (duplicate)\r\n")
+    );
+    let m = only_message(&daemon);
+    assert_eq!(m["copies"], 2);
+    let kinds: BTreeSet<String> = show(&daemon, &m)["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, set(&["lmtp", "smtp"]));
 }
 
 #[test]
@@ -338,7 +362,7 @@ fn starttls_implicit_tls_and_curl_deliver() {
 
 #[test]
 fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
-    let daemon = Daemon::start("[smtp]\nallow_networks = []\n");
+    let daemon = Daemon::start("[smtp]\nallow_networks = []\nmax_errors = 3\n");
     let added = daemon.cli_stdin(
         &["relay", "add", "mx-relay", "--password-stdin"],
         b"correct horse battery",
@@ -446,6 +470,17 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
             "{source}"
         );
     }
+
+    // Guessing is cut short: failed AUTH counts towards max_errors.
+    let mut c = starttls(daemon.ports().smtp, Path::new(&generated_cert(&daemon)));
+    let guess = "AUTH PLAIN AG14LXJlbGF5AHdyb25nIGhvcnNlIGJhdHRlcnk=";
+    assert_eq!(status(&c.command(guess)), "535 5.7.8");
+    assert_eq!(status(&c.command(guess)), "535 5.7.8");
+    assert_eq!(status(&c.command(guess)), "535 5.7.8");
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 too many errors, closing connection\r\n"
+    );
 }
 
 #[test]
@@ -857,7 +892,37 @@ fn messages_over_the_size_limit_are_refused_and_the_session_goes_on() {
     assert_eq!(c.reply(), "552 5.3.4 message too big\r\n");
     let fits = send_message(&mut c, &message("fits@corp.test", "small enough"));
     assert!(fits.starts_with("250 2.0.0 stored as "), "{fits}");
+    // The limit is on the message as received: exactly 1024 octets fit, 1025 do not.
+    let at_limit = |id: &str, size: usize| {
+        let text = message(id, "at the limit");
+        format!("{text}{}\r\n", "=".repeat(size - text.len() - 2))
+    };
+    let exact = send_message(&mut c, &at_limit("exact@corp.test", 1024));
+    assert!(exact.starts_with("250 2.0.0 stored as "), "{exact}");
+    let over = send_message(&mut c, &at_limit("one-over@corp.test", 1025));
+    assert_eq!(over, "552 5.3.4 message too big\r\n");
     assert_eq!(c.command("QUIT"), "221 2.0.0 bye\r\n");
+
+    // LMTP refuses it once per recipient.
+    let mut c = greet(daemon.ports().lmtp, "LHLO").0;
+    c.send(format!(
+        "MAIL FROM:<alice@corp.test>\r\nRCPT TO:<{ARCHIVE}>\r\nRCPT TO:<archive+Legal@bcc.test>\r\n\
+         DATA\r\n"
+    ));
+    assert_eq!(status(&c.reply()), "250 2.1.0");
+    assert_eq!(status(&c.reply()), "250 2.1.5");
+    assert_eq!(status(&c.reply()), "250 2.1.5");
+    assert_eq!(status(&c.reply()), "354");
+    c.send(format!("{big}.\r\n"));
+    assert_eq!(
+        c.reply(),
+        format!("552 5.3.4 <{ARCHIVE}> message too big\r\n")
+    );
+    assert_eq!(
+        c.reply(),
+        "552 5.3.4 <archive+Legal@bcc.test> message too big\r\n"
+    );
+    assert_eq!(c.command("NOOP"), "250 2.0.0 OK\r\n");
 
     let t = swaks_refused(&[
         "--server",
@@ -871,8 +936,11 @@ fn messages_over_the_size_limit_are_refused_and_the_session_goes_on() {
     ]);
     assert!(t.contains("<** 552 5.3.4 message too big"), "{t}");
 
-    let m = only_message(&daemon);
-    assert_eq!(m["message_id"], "fits@corp.test");
+    let ids: BTreeSet<String> = messages(&daemon)
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, set(&["fits@corp.test", "exact@corp.test"]));
 }
 
 #[test]
@@ -1101,7 +1169,30 @@ fn silent_clients_time_out_with_421() {
             assert!(start.elapsed() >= Duration::from_millis(1500));
             assert!(c.closed());
         });
+        // Silent instead of starting the TLS handshake on the implicit-TLS port: closed
+        // after the command timeout, without a word in the clear.
+        scope.spawn(|| {
+            let mut c = SmtpClient::connect(daemon.ports().smtps);
+            let start = Instant::now();
+            assert!(c.closed());
+            assert!(start.elapsed() >= Duration::from_millis(900));
+        });
+        // Gone in the middle of a message.
+        scope.spawn(|| {
+            let mut c = ehlo(port);
+            assert_eq!(
+                status(&c.command("MAIL FROM:<alice@corp.test>")),
+                "250 2.1.0"
+            );
+            assert_eq!(
+                status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
+                "250 2.1.5"
+            );
+            assert_eq!(status(&c.command("DATA")), "354");
+            c.send(message("cut-off@corp.test", "cut off"));
+        });
     });
+    // Nothing of the unfinished messages was stored.
     assert!(messages(&daemon).is_empty());
 }
 
@@ -1625,4 +1716,101 @@ fn sighup_reloads_the_certificate_without_dropping_open_sessions() {
     });
     assert!(failed, "no failed reload in the log:\n{}", daemon.log());
     assert_eq!(served_fingerprint(port, Tls::StartTls), new);
+}
+
+// ---------------------------------------------------------------------------------------
+// Floods and shutdown
+
+#[test]
+fn floods_are_answered_in_order_and_bounded() {
+    let daemon = Daemon::start("[smtp]\nmax_message_size = \"1M\"\n");
+    let mut c = ehlo(daemon.ports().smtp);
+
+    // Twenty thousand pipelined commands in one go, written while the replies are read,
+    // so that neither side waits on a full socket buffer.
+    const NOOPS: usize = 20_000;
+    let mut writer = c.get_ref().try_clone().expect("clone the socket");
+    let flood = std::thread::spawn(move || {
+        std::io::Write::write_all(&mut writer, "NOOP\r\n".repeat(NOOPS).as_bytes())
+            .expect("write the flood");
+    });
+    for n in 0..NOOPS {
+        let reply = c.reply();
+        assert_eq!(reply, "250 2.0.0 OK\r\n", "reply {n}");
+    }
+    flood.join().expect("the writer");
+
+    // Eight times the size limit of message text: counted and dropped, then 552, and the
+    // session is still good for a message that fits.
+    assert_eq!(
+        status(&c.command("MAIL FROM:<alice@corp.test>")),
+        "250 2.1.0"
+    );
+    assert_eq!(
+        status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
+        "250 2.1.5"
+    );
+    assert_eq!(status(&c.command("DATA")), "354");
+    let line = format!("{}\r\n", "o".repeat(998));
+    let block = line.repeat(1024);
+    for _ in 0..8 {
+        c.send(&block);
+    }
+    c.send(".\r\n");
+    assert_eq!(c.reply(), "552 5.3.4 message too big\r\n");
+    let fits = send_message(&mut c, &message("after-flood@corp.test", "after the flood"));
+    assert!(fits.starts_with("250 2.0.0 stored as "), "{fits}");
+    assert_eq!(c.command("QUIT"), "221 2.0.0 bye\r\n");
+    assert_eq!(only_message(&daemon)["message_id"], "after-flood@corp.test");
+}
+
+#[test]
+fn sigterm_lets_an_open_transaction_finish_and_closes_idle_sessions() {
+    let mut daemon = Daemon::start("[smtp]\nshutdown_grace = 10\n");
+    let port = daemon.ports().smtp;
+    let mut idle = ehlo(port);
+    let mut busy = ehlo(port);
+    assert_eq!(
+        status(&busy.command("MAIL FROM:<alice@corp.test>")),
+        "250 2.1.0"
+    );
+
+    let pid = daemon.pid().expect("a running daemon").to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    assert_eq!(
+        idle.reply(),
+        "421 4.3.2 service shutting down, try again later\r\n"
+    );
+    assert!(idle.closed());
+    // New connections are no longer taken.
+    let refused = support::wait_until(Duration::from_secs(5), || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    assert!(refused, "the listener still accepts after SIGTERM");
+
+    // The transaction under way is stored, durably, before its session is closed.
+    assert_eq!(
+        status(&busy.command(&format!("RCPT TO:<{ARCHIVE}>"))),
+        "250 2.1.5"
+    );
+    assert_eq!(status(&busy.command("DATA")), "354");
+    busy.send(format!(
+        "{}.\r\n",
+        message("in-flight@corp.test", "in flight")
+    ));
+    assert!(busy.reply().starts_with("250 2.0.0 stored as "));
+    assert_eq!(
+        busy.reply(),
+        "421 4.3.2 service shutting down, try again later\r\n"
+    );
+    assert!(busy.closed());
+    let status = daemon.stop();
+    assert!(status.success(), "threadsd exited with {status}");
+
+    daemon.launch();
+    assert_eq!(only_message(&daemon)["message_id"], "in-flight@corp.test");
 }
