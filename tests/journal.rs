@@ -304,14 +304,16 @@ fn journal_report(report_id: &str, original: &str, envelope: &str, attached: Att
             ("base64", format!("{}\r\n", lines.join("\r\n")))
         }
     };
+    let subject = header(original, "Subject");
+    let message_id = header(original, "Message-ID");
     format!(
         "From: Microsoft Exchange Server <postmaster@contoso.test>\r\n\
-         To: {JOURNAL_ADDRESS}\r\nSubject: Q3 numbers\r\nMessage-ID: <{report_id}>\r\n\
+         To: {JOURNAL_ADDRESS}\r\nSubject: {subject}\r\nMessage-ID: <{report_id}>\r\n\
          Date: Mon, 02 Nov 2026 10:00:05 +0000\r\nX-MS-Journal-Report:\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"journal-boundary\"\r\n\r\n\
          --journal-boundary\r\nContent-Type: text/plain; charset=us-ascii\r\n\
          Content-Transfer-Encoding: 7bit\r\n\r\n\
-         Sender: alice@contoso.test\r\nSubject: Q3 numbers\r\nMessage-Id: <q3@contoso.test>\r\n\
+         Sender: alice@contoso.test\r\nSubject: {subject}\r\nMessage-Id: {message_id}\r\n\
          {envelope}\r\n\
          --journal-boundary\r\nContent-Type: message/rfc822\r\n\
          Content-Transfer-Encoding: {encoding}\r\n\r\n{body}\
@@ -319,8 +321,20 @@ fn journal_report(report_id: &str, original: &str, envelope: &str, attached: Att
     )
 }
 
-/// Delivers a report to threadsd's SMTP listener with swaks.
-fn deliver(daemon: &Daemon, name: &str, report: &str) {
+/// The value of a header field of a test message.
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .split("\r\n")
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (field, value) = line.split_once(':')?;
+            field.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} field in the test message"))
+}
+
+/// Delivers a report to threadsd's SMTP listener with swaks; returns the transcript.
+fn send_report(daemon: &Daemon, name: &str, report: &str) -> String {
     let path = daemon.dir().join(name);
     std::fs::write(&path, report).expect("write the report");
     let data = format!("@{}", path.display());
@@ -336,6 +350,12 @@ fn deliver(daemon: &Daemon, name: &str, report: &str) {
     ]);
     let text = transcript(&output);
     assert!(output.status.success(), "{text}");
+    text
+}
+
+/// Delivers a report that is to be stored.
+fn deliver(daemon: &Daemon, name: &str, report: &str) {
+    let text = send_report(daemon, name, report);
     assert!(text.contains("<-  250 2.0.0 stored as "), "{text}");
 }
 
@@ -467,4 +487,44 @@ fn a_journal_report_relayed_by_postfix_is_unwrapped() {
             "grace@partner.test"
         ])
     );
+}
+
+#[test]
+fn a_report_naming_an_excluded_party_removes_the_stored_message() {
+    let daemon = Daemon::start("");
+    daemon.cli_ok(&["channel", "set", "counsel@lawfirm.test", "--exclude"]);
+
+    // A report whose only recipient of note is excluded: acknowledged, nothing stored.
+    let other = ORIGINAL
+        .replace("q3@contoso.test", "privileged@contoso.test")
+        .replace("Q3 numbers", "Privileged");
+    let report = journal_report(
+        "report-x@contoso.test",
+        &other,
+        "Bcc: counsel@lawfirm.test\r\n",
+        Attached::SevenBit,
+    );
+    let text = send_report(&daemon, "excluded.eml", &report);
+    assert!(text.contains("<-  250 2.0.0 OK\n"), "{text}");
+    assert!(messages(&daemon).is_empty());
+
+    // A first report stores the message; a second copy that shows it also went to the
+    // excluded address takes it out again (ARCHITECTURE.md, departures).
+    let first = journal_report(
+        "report-a@contoso.test",
+        ORIGINAL,
+        "To: bob@fabrikam.test\r\n",
+        Attached::SevenBit,
+    );
+    deliver(&daemon, "first.eml", &first);
+    assert_eq!(messages(&daemon).len(), 1);
+    let second = journal_report(
+        "report-b@contoso.test",
+        ORIGINAL,
+        "Bcc: counsel@lawfirm.test\r\n",
+        Attached::SevenBit,
+    );
+    let text = send_report(&daemon, "second.eml", &second);
+    assert!(text.contains("<-  250 2.0.0 OK\n"), "{text}");
+    assert!(messages(&daemon).is_empty(), "{:#?}", messages(&daemon));
 }
