@@ -1089,6 +1089,10 @@ fn connections_over_the_limits_get_421() {
     let mut third = SmtpClient::connect(port);
     assert_eq!(third.reply(), REFUSED);
     assert!(third.closed());
+    // On the implicit-TLS port the client expects a handshake, so a 421 in the clear
+    // would be garbage to it: it is closed unanswered instead.
+    let mut tls = SmtpClient::connect(per_client.ports().smtps);
+    assert!(tls.closed(), "plaintext sent on the implicit-TLS port");
     // Another client is not held back by this one's connections.
     let mut other = connect_from([127, 0, 0, 2], port);
     assert_eq!(status(&other.reply()), "220");
