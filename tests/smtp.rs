@@ -24,7 +24,7 @@ const ARCHIVE: &str = "archive@bcc.test";
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// Everything swaks printed.
+/// Everything a program printed, standard output then standard error.
 fn transcript(output: &Output) -> String {
     format!(
         "{}{}",
@@ -189,6 +189,18 @@ fn connect_from(source: [u8; 4], port: u16) -> SmtpClient<TcpStream> {
     let stream = stream.into_std().expect("a std socket");
     stream.set_nonblocking(false).expect("a blocking socket");
     SmtpClient::over_tcp(stream)
+}
+
+/// Sends `name` (`HUP`, `TERM`) to the daemon with kill(1).
+fn signal(daemon: &Daemon, name: &str) {
+    let kill = require("kill", "procps");
+    let pid = daemon.pid().expect("a running daemon").to_string();
+    let status = Command::new(kill)
+        .arg(format!("-{name}"))
+        .arg(pid)
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} failed");
 }
 
 /// The value of one sample line of the metrics text, such as
@@ -1661,12 +1673,7 @@ fn sighup_reloads_the_certificate_without_dropping_open_sessions() {
     assert_ne!(new, old);
     std::fs::copy(&new_key, &key).expect("replace the key");
     std::fs::copy(&new_cert, &cert).expect("replace the certificate");
-    let pid = daemon.pid().expect("a running daemon").to_string();
-    let kill = Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
+    signal(&daemon, "HUP");
     let reloaded = support::wait_until(Duration::from_secs(10), || {
         daemon.log().contains("tls certificate reloaded")
     });
@@ -1710,11 +1717,7 @@ fn sighup_reloads_the_certificate_without_dropping_open_sessions() {
 
     // A broken replacement is refused and the working certificate stays.
     std::fs::write(&cert, "not a certificate\n").unwrap();
-    let kill = Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
+    signal(&daemon, "HUP");
     let failed = support::wait_until(Duration::from_secs(10), || {
         daemon.log().contains("tls reload failed")
     });
@@ -1779,12 +1782,7 @@ fn sigterm_lets_an_open_transaction_finish_and_closes_idle_sessions() {
         "250 2.1.0"
     );
 
-    let pid = daemon.pid().expect("a running daemon").to_string();
-    let term = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(term.success());
+    signal(&daemon, "TERM");
     assert_eq!(
         idle.reply(),
         "421 4.3.2 service shutting down, try again later\r\n"
