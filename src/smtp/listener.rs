@@ -195,7 +195,7 @@ impl<B: Backend> Server<B> {
             Err(e) => {
                 telemetry::session_refused(label);
                 span.in_scope(|| tracing::debug!(reason = %e, "connection refused"));
-                tokio::spawn(refuse(connection).instrument(span));
+                tokio::spawn(refuse(connection, self.kind).instrument(span));
                 return;
             }
         };
@@ -265,9 +265,14 @@ async fn drain(tasks: &mut JoinSet<()>) {
 }
 
 /// Tells a client over the connection limit to come back later (RFC 5321 §3.1: 421 at the
-/// greeting).
-async fn refuse(connection: Connection) {
+/// greeting). A client of an implicit-TLS listener expects a handshake before any SMTP
+/// (RFC 8314 §3.3), so a 421 in the clear would be garbage to it: its connection is closed
+/// unanswered, which it retries later all the same.
+async fn refuse(connection: Connection, kind: ListenerKind) {
     const REFUSAL: &[u8] = b"421 4.7.0 too many connections, try again later\r\n";
+    if kind == ListenerKind::Smtps {
+        return;
+    }
     let write = async {
         match connection {
             Connection::Tcp(mut s, _) => s.write_all(REFUSAL).await.and(s.shutdown().await),
@@ -899,6 +904,23 @@ mod tests {
         assert!(second.reply().await.starts_with("421 4.7.0"));
         assert!(second.closed().await);
         assert!(first.command("NOOP\r\n").await.starts_with("250"));
+    }
+
+    #[tokio::test]
+    async fn implicit_tls_connections_over_the_limit_get_no_plaintext() {
+        let running = start(
+            ListenerKind::Smtps,
+            config(true),
+            ConnectionLimiter::new(10, 1),
+        )
+        .await;
+        let ListenAddr::Tcp(addr) = &running.addr else {
+            panic!("tcp")
+        };
+        let mut first = handshake(TcpStream::connect(addr).await.unwrap(), &running.tls).await;
+        assert!(first.reply().await.starts_with("220 "));
+        let mut second = Client::new(TcpStream::connect(addr).await.unwrap());
+        assert!(second.closed().await);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The integration-test harness: a real `threadsd` on ephemeral loopback ports, and the real
-//! peers it works with (a private Postfix, smtp-sink, Dovecot, swaks) in temporary directories.
+//! peers it works with (a private Postfix, smtp-sink, Dovecot, swaks) in temporary directories,
+//! and a raw SMTP client for the bytes no peer sends.
 //!
 //! Every peer is a Debian program. A missing one fails the test with the package to install
 //! (`tests/peers/install.sh` installs them all); nothing here skips.
@@ -10,12 +11,14 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+mod client;
 mod daemon;
 mod dovecot;
 mod postfix;
 mod process;
 mod sink;
 
+pub use client::{SmtpClient, status};
 pub use daemon::{Daemon, Ports};
 pub use dovecot::Dovecot;
 pub use postfix::{JOURNAL_ADDRESS, Journal, Postfix};
