@@ -181,12 +181,22 @@ pub fn session_refused(listener: ListenerLabel) {
     metrics::counter!(names::SESSIONS_REFUSED, "listener" => listener.as_str()).increment(1);
 }
 
-pub fn smtp_message(listener: ListenerLabel, outcome: SmtpOutcome, bytes: usize, ack: Duration) {
+/// One message at the end of its data. `ack` is the time from the end of data to the
+/// reply, for messages that went to the store; `None` for those the session refused
+/// itself, which would only pull the latency histogram towards zero.
+pub fn smtp_message(
+    listener: ListenerLabel,
+    outcome: SmtpOutcome,
+    bytes: usize,
+    ack: Option<Duration>,
+) {
     let l = listener.as_str();
     metrics::counter!(names::SMTP_MESSAGES, "listener" => l, "outcome" => outcome.as_str())
         .increment(1);
     metrics::counter!(names::SMTP_BYTES, "listener" => l).increment(bytes as u64);
-    metrics::histogram!(names::SMTP_ACK_SECONDS, "listener" => l).record(ack.as_secs_f64());
+    if let Some(ack) = ack {
+        metrics::histogram!(names::SMTP_ACK_SECONDS, "listener" => l).record(ack.as_secs_f64());
+    }
 }
 
 /// The outcome of one sender check, as a metric label: the DMARC result, unless the check

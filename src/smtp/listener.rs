@@ -403,7 +403,7 @@ where
                 Action::Discarded { bytes } => {
                     tracing::debug!(bytes, "message over the size limit refused");
                     let label = self.server.kind.label();
-                    telemetry::smtp_message(label, SmtpOutcome::Rejected, bytes, Duration::ZERO);
+                    telemetry::smtp_message(label, SmtpOutcome::Rejected, bytes, None);
                 }
                 Action::Close => {
                     self.flush().await?;
@@ -487,7 +487,7 @@ where
         self.out.clear();
         if let Some(ack) = self.pending_ack.take() {
             let label = self.server.kind.label();
-            telemetry::smtp_message(label, ack.outcome, ack.bytes, ack.started.elapsed());
+            telemetry::smtp_message(label, ack.outcome, ack.bytes, Some(ack.started.elapsed()));
             if let Some(stored) = ack.stored {
                 self.server.backend.after_stored(stored);
             }
