@@ -28,10 +28,15 @@ pub struct Unwrapped<'a> {
     pub recipients: Vec<Party>,
 }
 
-/// Unwraps a journal report; `None` for any other message, or a report without an
-/// attached original.
+/// Whether a message (its header block is enough) calls itself a journal report.
+pub fn is_report(message: &Message<'_>) -> bool {
+    has_header(message, MARKER)
+}
+
+/// Unwraps a fully parsed journal report; `None` for any other message, or a report
+/// without an attached original.
 pub fn unwrap<'a>(raw: &'a [u8], message: &Message<'a>) -> Option<Unwrapped<'a>> {
-    if !has_header(message, MARKER) {
+    if !is_report(message) {
         return None;
     }
     let part = message

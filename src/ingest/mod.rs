@@ -122,29 +122,45 @@ pub fn prepare(submission: Submission, options: &IngestOptions) -> Result<Prepar
     let raw = parse::normalise(raw);
     parse::check_is_mail(&raw)?;
 
-    let (stored, report_parties) = match unwrap_journal(&raw) {
-        Some((original, parties)) => (parse::normalise(original), Some(parties)),
-        None => (raw, None),
+    // The header block answers everything but a journal report's contents, and costs a
+    // fraction of a full parse that would also decode every attachment.
+    let head = parse::parse_head(&raw);
+    let unwrapped = match &head {
+        Some(message) if journal::is_report(message) => unwrap_journal(&raw),
+        _ => None,
     };
-    let journal = report_parties.is_some();
+    let journal = unwrapped.is_some();
+    let (stored, report_parties, analysis) = match unwrapped {
+        Some((original, recipients)) => {
+            drop(head);
+            let stored = parse::normalise(original);
+            // The report lists the recipients; original-recipient headers inside the
+            // original are not believed over it.
+            let analysis = match parse::parse_head(&stored) {
+                Some(message) => analysis_of(&stored, &message, Trust::Untrusted),
+                None => Analysis::unparsed(),
+            };
+            (stored, recipients, analysis)
+        }
+        None => {
+            let analysis = match &head {
+                Some(message) => analysis_of(&raw, message, trust),
+                None => Analysis::unparsed(),
+            };
+            drop(head);
+            (raw, Vec::new(), analysis)
+        }
+    };
+    let Analysis {
+        mut parties,
+        original_recipients,
+        meta,
+        malformed,
+    } = analysis;
     let own = own_addresses(options, &source);
 
-    let parsed = parse::parse(&stored);
-    let mut extra: Vec<Party> = report_parties.unwrap_or_default();
-    let mut parties = Vec::new();
-    let mut meta = addresses::Meta::default();
-    let malformed = match &parsed {
-        Some((message, depth)) => {
-            parties = addresses::header_parties(message);
-            if !journal && trust == Trust::Trusted {
-                extra.extend(addresses::original_recipients(message));
-            }
-            meta = addresses::meta(message);
-            parse::is_malformed(&stored, message, *depth)
-        }
-        None => true,
-    };
-
+    let mut extra: Vec<Party> = report_parties;
+    extra.extend(original_recipients);
     extra.retain(|p| !own.contains(&p.address));
     parties.extend(extra.iter().cloned());
     let parties = addresses::unique_sorted(parties, &own);
@@ -175,12 +191,41 @@ pub fn prepare(submission: Submission, options: &IngestOptions) -> Result<Prepar
 
 /// The original and the listed recipients, when `raw` is a journal report.
 fn unwrap_journal(raw: &[u8]) -> Option<(Vec<u8>, Vec<Party>)> {
-    let (message, depth) = parse::parse(raw)?;
-    if depth != parse::Depth::Full {
-        return None;
-    }
+    let message = parse::parse_full(raw)?;
     let unwrapped = journal::unwrap(raw, &message)?;
     Some((unwrapped.original.into_owned(), unwrapped.recipients))
+}
+
+/// What the header block of the stored message says.
+#[derive(Debug, Default)]
+struct Analysis {
+    parties: Vec<Party>,
+    original_recipients: Vec<Party>,
+    meta: addresses::Meta,
+    malformed: bool,
+}
+
+impl Analysis {
+    /// No header could be parsed at all, though the gate saw header fields.
+    fn unparsed() -> Analysis {
+        Analysis {
+            malformed: true,
+            ..Analysis::default()
+        }
+    }
+}
+
+fn analysis_of(raw: &[u8], message: &mail_parser::Message<'_>, trust: Trust) -> Analysis {
+    let original_recipients = match trust {
+        Trust::Trusted => addresses::original_recipients(message),
+        Trust::Untrusted => Vec::new(),
+    };
+    Analysis {
+        parties: addresses::header_parties(message),
+        original_recipients,
+        meta: addresses::meta(message),
+        malformed: parse::is_malformed(raw, message),
+    }
 }
 
 /// The configured ingest addresses and this delivery's envelope recipients, with and
@@ -202,7 +247,7 @@ fn own_addresses(options: &IngestOptions, source: &Source) -> Vec<Address> {
 /// Message-ID, From, Date and Subject stand in. Copies that travelled different routes
 /// differ only in their header block, so they share this key.
 fn dedup_key(stored: &[u8], meta: &addresses::Meta) -> [u8; 32] {
-    let body_hash = blake3::hash(&normalised_body(stored));
+    let body_hash = body_hash(stored);
     let mut h = blake3::Hasher::new();
     match &meta.message_id {
         Some(id) => {
@@ -222,21 +267,22 @@ fn dedup_key(stored: &[u8], meta: &addresses::Meta) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// The body with line ends as LF and trailing white space dropped: what survives every
-/// route unchanged.
-fn normalised_body(stored: &[u8]) -> Vec<u8> {
+/// The hash of the body with line ends as LF and trailing white space dropped: what
+/// survives every route unchanged.
+fn body_hash(stored: &[u8]) -> blake3::Hash {
     let start = find(stored, b"\r\n\r\n")
         .map(|i| i + 4)
         .unwrap_or(stored.len());
     let body = stored[start..].trim_ascii_end();
-    let mut out = Vec::with_capacity(body.len());
-    for (i, b) in body.iter().enumerate() {
-        if *b == b'\r' && body.get(i + 1) == Some(&b'\n') {
-            continue;
+    let mut h = blake3::Hasher::new();
+    let mut lines = body.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        h.update(line.strip_suffix(b"\r").unwrap_or(line));
+        if lines.peek().is_some() {
+            h.update(b"\n");
         }
-        out.push(*b);
     }
-    out
+    h.finalize()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

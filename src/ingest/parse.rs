@@ -115,37 +115,27 @@ pub fn normalise(raw: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// How much of a message was parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Depth {
-    Full,
-    /// Only the top-level header fields: the input was over a structural limit.
-    HeadersOnly,
+/// Parses the top-level header block, at most `MAX_TOP_FIELDS` fields of it. `None` when
+/// the parser finds nothing, or fails.
+pub fn parse_head(raw: &[u8]) -> Option<Message<'_>> {
+    let view = &raw[..top_fields_end(raw, MAX_TOP_FIELDS)];
+    guarded(|| MessageParser::default().parse_headers(view))
 }
 
-/// Parses within the limits above. `None` when the parser finds nothing, or fails.
-pub fn parse(raw: &[u8]) -> Option<(Message<'_>, Depth)> {
+/// Parses the whole message, parts and all, unless it is over the structural limits
+/// above; `None` then, or when the parser finds nothing.
+pub fn parse_full(raw: &[u8]) -> Option<Message<'_>> {
     let (fields, delimiters) = count_structure(raw);
-    let depth = if fields > MAX_FIELD_LINES || delimiters > MAX_DELIMITER_LINES {
-        Depth::HeadersOnly
-    } else {
-        Depth::Full
-    };
-    let view = match depth {
-        Depth::Full => raw,
-        Depth::HeadersOnly => &raw[..top_fields_end(raw, MAX_TOP_FIELDS)],
-    };
-    // The parser promises never to panic; a bug there must still not take the daemon
-    // down with it.
-    let parsed = catch_unwind(AssertUnwindSafe(|| {
-        let parser = MessageParser::default();
-        match depth {
-            Depth::Full => parser.parse(view),
-            Depth::HeadersOnly => parser.parse_headers(view),
-        }
-    }));
-    match parsed {
-        Ok(Some(message)) if !message.parts.is_empty() => Some((message, depth)),
+    if fields > MAX_FIELD_LINES || delimiters > MAX_DELIMITER_LINES {
+        return None;
+    }
+    guarded(|| MessageParser::default().parse(raw))
+}
+
+/// The parser promises never to panic; a bug there must still not take the daemon down.
+fn guarded<'x>(parse: impl FnOnce() -> Option<Message<'x>>) -> Option<Message<'x>> {
+    match catch_unwind(AssertUnwindSafe(parse)) {
+        Ok(Some(message)) if !message.parts.is_empty() => Some(message),
         _ => None,
     }
 }
@@ -185,37 +175,30 @@ fn top_fields_end(raw: &[u8], max: usize) -> usize {
     offset
 }
 
-/// Whether the parse shows a broken message: stray lines in the header block, a part the
-/// parser could not decode, a multipart without its boundary or its closing delimiter.
-pub fn is_malformed(raw: &[u8], message: &Message<'_>, depth: Depth) -> bool {
-    if depth == Depth::HeadersOnly {
-        return true;
-    }
+/// Whether the message is visibly broken: stray lines in its header block, a multipart
+/// type without a boundary, or a boundary whose closing delimiter never comes.
+pub fn is_malformed(raw: &[u8], message: &Message<'_>) -> bool {
     let stray_line = header_lines(raw)
         .any(|l| !l.starts_with(b" ") && !l.starts_with(b"\t") && field_name(l).is_none());
     if stray_line {
         return true;
     }
-    message.parts.iter().any(|part| {
-        if part.is_encoding_problem {
-            return true;
-        }
-        let Some(ct) = part.content_type() else {
-            return false;
-        };
-        if !ct.ctype().eq_ignore_ascii_case("multipart") {
-            return false;
-        }
-        let Some(boundary) = ct.attribute("boundary") else {
-            return true;
-        };
-        let closing = [b"--", boundary.as_bytes(), b"--"].concat();
-        !contains(raw, &closing)
-    })
+    let Some(ct) = message.content_type() else {
+        return false;
+    };
+    if !ct.ctype().eq_ignore_ascii_case("multipart") {
+        return false;
+    }
+    let Some(boundary) = ct.attribute("boundary") else {
+        return true;
+    };
+    let closing = [b"--", boundary.as_bytes(), b"--"].concat();
+    !contains(raw, &closing)
 }
 
+/// Searches from the end: a closing delimiter is normally in the last lines.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && haystack.windows(needle.len()).rev().any(|w| w == needle)
 }
 
 /// The first value of a header field the parser does not know, as text.
@@ -292,15 +275,15 @@ mod tests {
     }
 
     #[test]
-    fn floods_of_fields_get_a_headers_only_parse() {
+    fn floods_of_fields_are_parsed_within_bounds() {
         let mut raw = b"From: a@b.test\r\nSubject: flood\r\n".to_vec();
         for i in 0..(MAX_FIELD_LINES + 10) {
             raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
         raw.extend_from_slice(b"\r\nbody\r\n");
-        let (message, depth) = parse(&raw).unwrap();
-        assert_eq!(depth, Depth::HeadersOnly);
-        assert!(message.headers().len() <= MAX_TOP_FIELDS);
+        let message = parse_head(&raw).unwrap();
+        assert_eq!(message.headers().len(), MAX_TOP_FIELDS);
         assert_eq!(message.subject(), Some("flood"));
+        assert!(parse_full(&raw).is_none());
     }
 }
