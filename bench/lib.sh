@@ -86,7 +86,9 @@ build_threadsd() {
         (cd "$repo_dir" && cargo build --release --quiet --bin threadsd) \
             || die "cargo build --release failed"
     fi
-    local target=${CARGO_TARGET_DIR:-$repo_dir/target}
+    # cargo resolves a relative CARGO_TARGET_DIR against the directory it runs in.
+    local target=${CARGO_TARGET_DIR:-target}
+    [[ $target == /* ]] || target=$repo_dir/$target
     threadsd_bin=$target/release/threadsd
     [[ -x $threadsd_bin ]] || die "no binary at $threadsd_bin"
 }
@@ -144,10 +146,10 @@ CONF
     wait_port "$lmtp" || die "dovecot LMTP did not listen on $lmtp"
 }
 
-# start_threadsd DIR CONFIG_EXTRA: writes DIR/threadsd.toml with the ports in
-# threadsd_smtp, threadsd_lmtp, threadsd_metrics and starts `threadsd serve`. Sets
-# threadsd_pid and threadsd_conf; returns non-zero (with the reason on stderr) when the
-# daemon does not become ready.
+# start_threadsd DIR: writes DIR/threadsd.toml with the ports in threadsd_smtp,
+# threadsd_lmtp, threadsd_metrics and starts `threadsd serve`, with sender checks as
+# BENCH_VERIFY_AUTH says (default false). Sets threadsd_pid and threadsd_conf; returns
+# non-zero (with the reason on stderr) when the daemon does not become ready.
 start_threadsd() {
     local dir=$1
     mkdir -p "$dir"
@@ -172,7 +174,7 @@ level = "warn"
 [smtp]
 listen = ["127.0.0.1:$threadsd_smtp"]
 hostname = "threadsd.bench"
-verify_auth = false
+verify_auth = ${BENCH_VERIFY_AUTH:-false}
 
 [lmtp]
 listen = ["127.0.0.1:$threadsd_lmtp"]

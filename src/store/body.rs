@@ -1,6 +1,8 @@
 //! Message bytes inside sled: compressed once, then split into chunks small enough that no
 //! tree node holding them reaches sled's side-file (blob) threshold.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 use super::txn::Txn;
@@ -45,7 +47,7 @@ pub fn put(txn: &mut Txn<'_>, hash: &[u8; 32], raw: &[u8]) -> Result<(), StoreEr
         return Ok(());
     }
 
-    let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).map_err(|e| StoreError::Io {
+    let compressed = compress(raw).map_err(|e| StoreError::Io {
         path: "zstd".into(),
         source: e,
     })?;
@@ -69,6 +71,24 @@ pub fn put(txn: &mut Txn<'_>, hash: &[u8; 32], raw: &[u8]) -> Result<(), StoreEr
     };
     txn.put(key, &info);
     Ok(())
+}
+
+thread_local! {
+    /// The committer's compression context, kept between messages: making a fresh one
+    /// for each message cost more than compressing a 4 KiB message (zstd allocates and
+    /// clears its tables and probes the CPU, which traps to the hypervisor in a VM).
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(raw)
+    })
 }
 
 /// Drops one reference; removes the bytes with the last.
