@@ -1,9 +1,16 @@
-//! The one writer: a thread that drains waiting jobs, applies them as one atomic sled
-//! batch, makes it durable with one sync, and only then answers every waiter (group
-//! commit, ARCHITECTURE.md §3).
+//! The one writer (group commit, ARCHITECTURE.md §3). The applier thread drains waiting
+//! jobs and applies them as one atomic sled batch; the syncer thread makes everything
+//! applied so far durable with one flush and `fdatasync`, and only then answers the jobs
+//! of every batch that sync covered. The two overlap: while one sync waits on the disk,
+//! the next batch is applied, so each sync covers whatever arrived during the last one.
+//!
+//! A job may read what an earlier, not yet durable batch wrote (a copy merging into a
+//! message stored a moment before). That is safe because batches are synced and answered
+//! in order: a job is answered only after a sync that began after its batch was applied,
+//! and that sync covers every batch before it too.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -26,45 +33,65 @@ pub struct CommitOptions {
 const MAX_BATCH_JOBS: usize = 1024;
 /// Message bytes in one batch, at most: bounds the memory a batch holds.
 const MAX_BATCH_BYTES: usize = 32 << 20;
-/// Jobs waiting for the committer before submitters wait for room.
+/// Jobs waiting for the applier before submitters wait for room.
 const QUEUE_DEPTH: usize = 4096;
 
 /// Called once the batch a job belonged to is durable, or has failed.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-struct Applied {
+struct Done {
     /// Whether the job's writes go into the batch.
     keep: bool,
     reply: Reply,
 }
 
-type Work = Box<dyn FnOnce(&mut Txn<'_>, &CommitOptions) -> Applied + Send>;
+type Work = Box<dyn FnOnce(&mut Txn<'_>, &CommitOptions) -> Done + Send>;
 
 enum Job {
     Work { work: Work, bytes: usize },
     Stop,
 }
 
-/// A handle to the committer thread. Cheap to clone.
+/// A batch on its way from the applier to the syncer.
+struct Applied {
+    replies: Vec<Reply>,
+    /// Whether sled took the batch; a batch it refused is answered with the error.
+    outcome: Result<(), String>,
+    started: Instant,
+}
+
+/// Answers that are ready, handed to the runtime in one go: waking many tasks from a
+/// tokio worker costs far less than waking each from the syncer thread.
+type Answers = Vec<(Reply, Result<(), String>)>;
+
+/// A handle to the committer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Job>,
-    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     store: Store,
 }
 
 impl Committer {
-    /// Starts the committer thread for `store`.
+    /// Starts the applier and syncer threads for `store`.
     pub fn start(store: Store, options: CommitOptions) -> Committer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let thread_store = store.clone();
-        let thread = std::thread::Builder::new()
+        let (applied_tx, applied_rx) = std_mpsc::channel();
+        let answers = answerer();
+
+        let applier_store = store.clone();
+        let applier = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run(thread_store, options, rx))
+            .spawn(move || apply_loop(applier_store, options, rx, applied_tx))
             .expect("the committer thread starts");
+        let syncer_store = store.clone();
+        let syncer = std::thread::Builder::new()
+            .name("syncer".into())
+            .spawn(move || sync_loop(syncer_store, applied_rx, answers))
+            .expect("the syncer thread starts");
         Committer {
             tx,
-            thread: Arc::new(Mutex::new(Some(thread))),
+            threads: Arc::new(Mutex::new(vec![applier, syncer])),
             store,
         }
     }
@@ -99,13 +126,13 @@ impl Committer {
     {
         let (tx, rx) = oneshot::channel();
         let work: Work = Box::new(move |txn, options| match f(txn, options) {
-            Ok(value) => Applied {
+            Ok(value) => Done {
                 keep: true,
                 reply: Box::new(move |synced| {
                     let _ = tx.send(synced.map(|()| value).map_err(commit_failed));
                 }),
             },
-            Err(e) => Applied {
+            Err(e) => Done {
                 keep: false,
                 reply: Box::new(move |_| {
                     let _ = tx.send(Err(e));
@@ -119,14 +146,17 @@ impl Committer {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Finishes every job already queued, syncs, and stops the thread. Jobs sent later
+    /// Finishes every job already queued, syncs, and stops the threads. Jobs sent later
     /// fail with `StoreError::Stopped`.
     pub async fn close(&self) {
         let _ = self.tx.send(Job::Stop).await;
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -137,7 +167,27 @@ fn commit_failed(detail: String) -> StoreError {
     }
 }
 
-fn run(store: Store, options: CommitOptions, mut rx: mpsc::Receiver<Job>) {
+/// Where the syncer sends answers: a task on the runtime the committer started on, or
+/// `None` to answer on the syncer thread itself when there is no runtime.
+fn answerer() -> Option<mpsc::UnboundedSender<Answers>> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Answers>();
+    handle.spawn(async move {
+        while let Some(answers) = rx.recv().await {
+            for (reply, outcome) in answers {
+                reply(outcome);
+            }
+        }
+    });
+    Some(tx)
+}
+
+fn apply_loop(
+    store: Store,
+    options: CommitOptions,
+    mut rx: mpsc::Receiver<Job>,
+    applied: std_mpsc::Sender<Applied>,
+) {
     let mut stopping = false;
     while !stopping {
         let Some(first) = rx.blocking_recv() else {
@@ -161,7 +211,9 @@ fn run(store: Store, options: CommitOptions, mut rx: mpsc::Receiver<Job>) {
                 next = rx.try_recv().ok();
             }
         }
-        commit(&store, &options, jobs);
+        if applied.send(apply(&store, &options, jobs)).is_err() {
+            return;
+        }
     }
     // After `close`, jobs that were already queued still get their answer.
     let mut rest = Vec::new();
@@ -169,24 +221,22 @@ fn run(store: Store, options: CommitOptions, mut rx: mpsc::Receiver<Job>) {
         rest.push(work);
     }
     if !rest.is_empty() {
-        commit(&store, &options, rest);
+        let _ = applied.send(apply(&store, &options, rest));
     }
-    if let Err(e) = store.sync() {
-        tracing::error!(error = %e, "final sync of the store failed");
-    }
+    // Dropping `applied` tells the syncer to finish.
 }
 
-fn commit(store: &Store, options: &CommitOptions, jobs: Vec<Work>) {
+/// Runs each job in its own view of the batch, then hands the batch to sled.
+fn apply(store: &Store, options: &CommitOptions, jobs: Vec<Work>) -> Applied {
     let started = Instant::now();
-    let count = jobs.len();
     let mut batch = Overlay::new();
-    let mut replies = Vec::with_capacity(count);
+    let mut replies = Vec::with_capacity(jobs.len());
 
     for work in jobs {
         let mut txn = Txn::new(store.db(), store.tree(), &batch);
-        let applied = catch_unwind(AssertUnwindSafe(|| work(&mut txn, options)));
-        match applied {
-            Ok(Applied { keep, reply }) => {
+        let done = catch_unwind(AssertUnwindSafe(|| work(&mut txn, options)));
+        match done {
+            Ok(Done { keep, reply }) => {
                 if keep {
                     let writes = txn.into_writes();
                     batch.extend(writes);
@@ -198,22 +248,61 @@ fn commit(store: &Store, options: &CommitOptions, jobs: Vec<Work>) {
         }
     }
 
-    let synced = if batch.is_empty() {
+    let outcome = if batch.is_empty() {
         Ok(())
     } else {
         store
             .tree()
             .apply_batch(to_batch(batch))
-            .map_err(StoreError::from)
-            .and_then(|()| store.sync())
-            .map_err(|e| e.to_string())
+            .map_err(|e| StoreError::from(e).to_string())
     };
-    if let Err(e) = &synced {
-        tracing::error!(error = %e, jobs = count, "commit failed; no job of the batch acknowledged");
-        telemetry::count_commit_failure();
+    Applied {
+        replies,
+        outcome,
+        started,
     }
-    telemetry::record_commit(count, started.elapsed());
-    for reply in replies {
-        reply(synced.clone());
+}
+
+fn sync_loop(
+    store: Store,
+    applied: std_mpsc::Receiver<Applied>,
+    answers: Option<mpsc::UnboundedSender<Answers>>,
+) {
+    while let Ok(first) = applied.recv() {
+        let mut round = vec![first];
+        round.extend(applied.try_iter());
+
+        let jobs: usize = round.iter().map(|a| a.replies.len()).sum();
+        let started = round[0].started;
+        let synced = store.sync().map_err(|e| e.to_string());
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, jobs, "sync failed; no job it covered acknowledged");
+            telemetry::count_commit_failure();
+        }
+        telemetry::record_commit(jobs, started.elapsed());
+
+        let mut ready: Answers = Vec::with_capacity(jobs);
+        for batch in round {
+            let outcome = batch.outcome.clone().and(synced.clone());
+            ready.extend(batch.replies.into_iter().map(|r| (r, outcome.clone())));
+        }
+        match &answers {
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(ready)) = tx.send(ready) {
+                    // The runtime is gone (shutdown): answer here instead.
+                    answer(ready);
+                }
+            }
+            None => answer(ready),
+        }
+    }
+    if let Err(e) = store.sync() {
+        tracing::error!(error = %e, "final sync of the store failed");
+    }
+}
+
+fn answer(ready: Answers) {
+    for (reply, outcome) in ready {
+        reply(outcome);
     }
 }
