@@ -215,7 +215,7 @@ pub fn is_malformed(raw: &[u8], message: &Message<'_>, depth: Depth) -> bool {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// The first value of a header field the parser does not know, as text.
