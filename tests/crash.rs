@@ -160,6 +160,21 @@ fn assert_all_stored(acked: &[String], stored: &BTreeSet<String>, what: &str) {
     );
 }
 
+/// Panics if the daemon logged a warning or an error in any of its starts: recovery from
+/// the kill must be silent (a torn batch would show as "dedup entry of a missing message").
+fn assert_log_clean(daemon: &Daemon) {
+    let log = daemon.log();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the daemon logged problems:\n{}",
+        bad.join("\n")
+    );
+}
+
 fn stats(daemon: &Daemon) -> Value {
     daemon.cli_json(&["stats", "--json"])
 }
@@ -327,6 +342,7 @@ fn acknowledged_admin_ingests_survive_kill9() {
         assert!(mails.iter().all(|m| stored.contains(&m.id)));
         assert_eq!(stats(&daemon)["messages"], expected_total as u64);
     }
+    assert_log_clean(&daemon);
 }
 
 // --- 2. `threadsd import` without a daemon -----------------------------------------------
@@ -662,6 +678,7 @@ fn kill_during_load(protocol: Protocol) {
         "{from_source} smtp-source messages stored"
     );
     assert_eq!(stats(&daemon)["messages"], all.len() as u64);
+    assert_log_clean(&daemon);
 }
 
 #[test]

@@ -286,5 +286,5 @@ fn body_hash(stored: &[u8]) -> blake3::Hash {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }

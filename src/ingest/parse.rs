@@ -198,7 +198,7 @@ pub fn is_malformed(raw: &[u8], message: &Message<'_>) -> bool {
 
 /// Searches from the end: a closing delimiter is normally in the last lines.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).rev().any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::rfind(haystack, needle).is_some()
 }
 
 /// The first value of a header field the parser does not know, as text.
