@@ -39,7 +39,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("threadsd-data"),
-            cache_size: ByteSize(32 << 20),
+            cache_size: ByteSize(8 << 20),
         }
     }
 }

@@ -30,8 +30,9 @@ pub struct ImportArgs {
 
 /// Messages in flight at once, at most.
 const WINDOW_MESSAGES: usize = 256;
-/// KiB of message bytes in flight at once, at most.
-const WINDOW_KIB: usize = 64 * 1024;
+/// KiB of message bytes in flight at once, at most. More does not import faster: the
+/// committer takes at most 8 MiB per batch.
+const WINDOW_KIB: usize = 16 * 1024;
 
 #[derive(Debug, Default)]
 struct Tally {

@@ -128,7 +128,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             runtime()?.block_on(crate::daemon::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        command => runtime()?.block_on(manage(config, command)),
+        command => {
+            // Management commands print their results; the log says only what went
+            // wrong (a store opened in-process can warn), unless RUST_LOG asks for more.
+            let log = crate::config::LogConfig {
+                level: "warn".into(),
+                ..config.log.clone()
+            };
+            crate::telemetry::init_logging(&log);
+            runtime()?.block_on(manage(config, command))
+        }
     }
 }
 

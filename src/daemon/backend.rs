@@ -12,11 +12,14 @@ use crate::sender_auth::{SenderContext, Verifier};
 use crate::smtp::{Backend, StoredMessage};
 use crate::telemetry;
 
-/// Sender checks waiting for a worker, at most; beyond that a message goes unchecked
-/// rather than holding memory while DNS is slow.
+/// Sender checks waiting to start, at most; beyond that a message goes unchecked rather
+/// than holding memory while DNS is slow.
 const CHECK_QUEUE: usize = 4096;
-/// Sender checks running at once.
-const CHECK_WORKERS: usize = 16;
+/// Sender checks running at once. They spend their time waiting on DNS, so many can run;
+/// each holds its message's bytes.
+const CHECKS_RUNNING: usize = 256;
+/// How often, at most, skipped checks are logged.
+const SKIP_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A hash of a password nobody has, checked when a relay name is unknown so that the
 /// answer takes as long as for a known name.
@@ -31,29 +34,44 @@ fn dummy_hash() -> &'static str {
 pub struct DaemonBackend {
     ingestor: Ingestor,
     checks: Option<mpsc::Sender<StoredMessage>>,
+    skipped: Arc<std::sync::Mutex<Skipped>>,
 }
 
 impl DaemonBackend {
     /// With a verifier, starts the workers that check senders after acknowledgement.
     pub fn new(ingestor: Ingestor, verifier: Option<Verifier>, hostname: String) -> DaemonBackend {
         let checks = verifier.map(|verifier| {
-            let (tx, rx) = mpsc::channel(CHECK_QUEUE);
-            let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            for _ in 0..CHECK_WORKERS {
-                let (rx, ingestor) = (rx.clone(), ingestor.clone());
-                let (verifier, hostname) = (verifier.clone(), hostname.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let next = rx.lock().await.recv().await;
-                        let Some(message) = next else { break };
+            let (tx, mut rx) = mpsc::channel::<StoredMessage>(CHECK_QUEUE);
+            let ingestor = ingestor.clone();
+            let running = Arc::new(tokio::sync::Semaphore::new(CHECKS_RUNNING));
+            tokio::spawn(async move {
+                while let Some(message) = rx.recv().await {
+                    let Ok(permit) = running.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (ingestor, verifier) = (ingestor.clone(), verifier.clone());
+                    let hostname = hostname.clone();
+                    tokio::spawn(async move {
                         check(&ingestor, &verifier, &hostname, message).await;
-                    }
-                });
-            }
+                        drop(permit);
+                    });
+                }
+            });
             tx
         });
-        DaemonBackend { ingestor, checks }
+        DaemonBackend {
+            ingestor,
+            checks,
+            skipped: Arc::default(),
+        }
     }
+}
+
+/// Counts checks skipped since the last warning, and when that was.
+#[derive(Debug, Default)]
+struct Skipped {
+    count: u64,
+    warned: Option<std::time::Instant>,
 }
 
 async fn check(ingestor: &Ingestor, verifier: &Verifier, hostname: &str, m: StoredMessage) {
@@ -115,8 +133,22 @@ impl Backend for DaemonBackend {
 
     fn after_stored(&self, message: StoredMessage) {
         let Some(checks) = &self.checks else { return };
-        if checks.try_send(message).is_err() {
-            telemetry::auth_check(telemetry::AuthOutcome::Skipped);
+        if checks.try_send(message).is_ok() {
+            return;
+        }
+        telemetry::auth_check(telemetry::AuthOutcome::Skipped);
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.count += 1;
+        if skipped
+            .warned
+            .is_none_or(|t| t.elapsed() >= SKIP_WARNING_EVERY)
+        {
+            tracing::warn!(
+                skipped = skipped.count,
+                "sender checks are falling behind (slow DNS?); messages stored unchecked"
+            );
+            skipped.count = 0;
+            skipped.warned = Some(std::time::Instant::now());
         }
     }
 }

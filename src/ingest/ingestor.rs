@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use super::{Ack, IngestError, IngestOptions, Submission, prepare};
-use crate::store::Committer;
+use crate::store::{Committer, encode_body};
 use crate::telemetry::{self, Outcome, SourceLabel};
 
-/// Messages up to this size are parsed on the calling task; bigger ones on the blocking
-/// pool, so that one large message does not stall the sessions sharing a worker thread.
+/// Messages up to this size are parsed and compressed on the calling task; bigger ones on
+/// the blocking pool, so that one large message does not stall the sessions sharing a
+/// worker thread.
 const INLINE_PARSE_LIMIT: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
@@ -33,22 +34,32 @@ impl Ingestor {
     pub async fn submit(&self, submission: Submission) -> Result<Ack, IngestError> {
         let source = SourceLabel::of(&submission.source);
         let size = submission.raw.len();
+        let options = self.options.clone();
+        let work = move || {
+            prepare(submission, &options).map(|p| {
+                let body = encode_body(&p.raw);
+                (p, body)
+            })
+        };
         let prepared = if size > INLINE_PARSE_LIMIT {
-            let options = self.options.clone();
-            tokio::task::spawn_blocking(move || prepare(submission, &options))
+            tokio::task::spawn_blocking(work)
                 .await
                 .map_err(|_| IngestError::Unavailable("the parser task failed".into()))?
         } else {
-            prepare(submission, &self.options)
+            work()
         };
-        let prepared = match prepared {
-            Ok(p) => p,
+        let (prepared, body) = match prepared {
+            Ok((p, Ok(body))) => (p, body),
+            Ok((_, Err(e))) => {
+                telemetry::count_message(source, Outcome::Failed, size);
+                return Err(IngestError::Unavailable(e.to_string()));
+            }
             Err(refusal) => {
                 telemetry::count_message(source, Outcome::Refused, size);
                 return Err(refusal.into());
             }
         };
-        match self.committer.ingest(prepared).await {
+        match self.committer.ingest(prepared, body).await {
             Ok(ack) => {
                 let outcome = match ack {
                     Ack::Stored {

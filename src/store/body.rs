@@ -1,12 +1,15 @@
-//! Message bytes inside sled: compressed once, then split into chunks small enough that no
-//! tree node holding them reaches sled's side-file (blob) threshold.
+//! Message bytes inside sled: compressed once, then split into chunks keyed by message id,
+//! each small enough that no tree node holding them reaches sled's side-file threshold.
+//!
+//! The first chunk opens with a header: one codec byte and the raw length (u64, big
+//! endian). Keys grow with the message id, so new chunks land at the end of the tree
+//! instead of touching leaves all over it.
 
 use std::cell::RefCell;
 
-use serde::{Deserialize, Serialize};
-
 use super::txn::Txn;
 use super::{StoreError, schema};
+use crate::model::MessageId;
 
 /// Chunks are at most this many stored bytes. sled moves any page over a quarter of a
 /// segment (512 KiB with our 2 MiB segments) into a side file it never syncs; a leaf
@@ -17,65 +20,49 @@ pub const CHUNK_SIZE: usize = 16 * 1024;
 /// zstd's default level: most of the ratio at a few hundred MB/s on one core.
 const ZSTD_LEVEL: i32 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Codec {
-    /// Stored as received: compression did not make it smaller.
-    Plain,
-    Zstd,
-}
+const HEADER_LEN: usize = 9;
+const PLAIN: u8 = 0;
+const ZSTD: u8 = 1;
 
-/// What the store knows of one distinct message body.
-///
-/// Invariant: `refs` is the number of message records whose `content_hash` is this blob's;
-/// the blob and its chunks go when it drops to zero.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlobInfo {
-    pub refs: u32,
+/// A message's bytes, compressed and cut into chunks, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
     pub raw_len: u64,
-    pub stored_len: u64,
-    pub chunks: u32,
-    pub codec: Codec,
+    chunks: Vec<Vec<u8>>,
 }
 
-/// Writes the bytes under their hash, or takes one more reference to identical bytes
-/// stored before.
-pub fn put(txn: &mut Txn<'_>, hash: &[u8; 32], raw: &[u8]) -> Result<(), StoreError> {
-    let key = schema::blob(hash);
-    if let Some(mut info) = txn.get::<BlobInfo>("blob", &key)? {
-        info.refs += 1;
-        txn.put(key, &info);
-        return Ok(());
+impl Encoded {
+    /// Bytes the chunks take, header included.
+    pub fn stored_len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
     }
+}
 
+/// Compresses (when that makes it smaller) and chunks a message. Runs on the submitting
+/// task, not on the committer, so that messages are compressed in parallel.
+pub fn encode(raw: &[u8]) -> Result<Encoded, StoreError> {
     let compressed = compress(raw).map_err(|e| StoreError::Io {
         path: "zstd".into(),
         source: e,
     })?;
-    let (codec, stored) = if compressed.len() < raw.len() {
-        (Codec::Zstd, compressed.as_slice())
+    let (codec, body) = if compressed.len() < raw.len() {
+        (ZSTD, compressed.as_slice())
     } else {
-        (Codec::Plain, raw)
+        (PLAIN, raw)
     };
-
-    let mut chunks = 0u32;
-    for piece in stored.chunks(CHUNK_SIZE) {
-        txn.put_raw(schema::chunk(hash, chunks), piece.to_vec());
-        chunks += 1;
-    }
-    let info = BlobInfo {
-        refs: 1,
+    let mut stored = Vec::with_capacity(HEADER_LEN + body.len());
+    stored.push(codec);
+    stored.extend_from_slice(&(raw.len() as u64).to_be_bytes());
+    stored.extend_from_slice(body);
+    Ok(Encoded {
         raw_len: raw.len() as u64,
-        stored_len: stored.len() as u64,
-        chunks,
-        codec,
-    };
-    txn.put(key, &info);
-    Ok(())
+        chunks: stored.chunks(CHUNK_SIZE).map(<[u8]>::to_vec).collect(),
+    })
 }
 
 thread_local! {
-    /// The committer's compression context, kept between messages: making a fresh one
-    /// for each message cost more than compressing a 4 KiB message (zstd allocates and
+    /// Each thread's compression context, kept between messages: making a fresh one for
+    /// each message cost more than compressing a 4 KiB message (zstd allocates and
     /// clears its tables and probes the CPU, which traps to the hypervisor in a VM).
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { RefCell::new(None) };
@@ -91,56 +78,87 @@ fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Drops one reference; removes the bytes with the last.
-pub fn release(txn: &mut Txn<'_>, hash: &[u8; 32]) -> Result<(), StoreError> {
-    let key = schema::blob(hash);
-    let Some(mut info) = txn.get::<BlobInfo>("blob", &key)? else {
-        return Ok(());
-    };
-    if info.refs > 1 {
-        info.refs -= 1;
-        txn.put(key, &info);
-        return Ok(());
+/// Writes a message's chunks.
+pub fn put(txn: &mut Txn<'_>, id: MessageId, body: Encoded) {
+    for (n, chunk) in body.chunks.into_iter().enumerate() {
+        txn.put_raw(schema::chunk(id, n as u32), chunk);
     }
-    for n in 0..info.chunks {
-        txn.remove(schema::chunk(hash, n));
+}
+
+/// Removes a message's chunks.
+pub fn remove(txn: &mut Txn<'_>, id: MessageId) -> Result<(), StoreError> {
+    for (key, _) in txn.scan_prefix(&schema::chunks_of(id))? {
+        txn.remove(key);
     }
-    txn.remove(key);
     Ok(())
 }
 
-/// Reads the bytes back from the tree.
-pub fn read(tree: &sled::Tree, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-    let Some(info_bytes) = tree.get(schema::blob(hash))? else {
-        return Ok(None);
-    };
-    let info: BlobInfo = super::codec::decode("blob", &info_bytes)?;
-    let mut stored = Vec::with_capacity(info.stored_len as usize);
-    for n in 0..info.chunks {
-        let Some(piece) = tree.get(schema::chunk(hash, n))? else {
-            let detail = format!("chunk {n} of {} missing", info.chunks);
-            return Err(StoreError::Corrupt {
-                what: "message bytes",
-                detail,
-            });
-        };
-        stored.extend_from_slice(&piece);
+fn corrupt(detail: String) -> StoreError {
+    StoreError::Corrupt {
+        what: "message bytes",
+        detail,
     }
-    let raw = match info.codec {
-        Codec::Plain => stored,
-        Codec::Zstd => zstd::bulk::decompress(&stored, info.raw_len as usize).map_err(|e| {
-            StoreError::Corrupt {
-                what: "message bytes",
-                detail: e.to_string(),
-            }
-        })?,
+}
+
+/// Reads a message's bytes back from the tree.
+pub fn read(tree: &sled::Tree, id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut stored = Vec::new();
+    for item in tree.scan_prefix(schema::chunks_of(id)) {
+        let (_, chunk) = item?;
+        stored.extend_from_slice(&chunk);
+    }
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    let Some((header, body)) = stored.split_at_checked(HEADER_LEN) else {
+        return Err(corrupt(format!(
+            "{} bytes, shorter than the header",
+            stored.len()
+        )));
     };
-    if raw.len() as u64 != info.raw_len {
-        let detail = format!("{} bytes where {} were stored", raw.len(), info.raw_len);
-        return Err(StoreError::Corrupt {
-            what: "message bytes",
-            detail,
-        });
+    let raw_len = u64::from_be_bytes(header[1..].try_into().expect("8 header bytes"));
+    let raw = match header[0] {
+        PLAIN => body.to_vec(),
+        ZSTD => {
+            zstd::bulk::decompress(body, raw_len as usize).map_err(|e| corrupt(e.to_string()))?
+        }
+        other => return Err(corrupt(format!("unknown codec {other}"))),
+    };
+    if raw.len() as u64 != raw_len {
+        return Err(corrupt(format!(
+            "{} bytes where {raw_len} were stored",
+            raw.len()
+        )));
     }
     Ok(Some(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_stay_under_the_limit_and_compression_is_skipped_when_useless() {
+        let text = b"a line of mail text\r\n".repeat(10_000);
+        let encoded = encode(&text).unwrap();
+        assert!(encoded.stored_len() < text.len() / 10);
+        assert_eq!(encoded.chunks[0][0], ZSTD);
+
+        let mut noise = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push(x as u8);
+        }
+        let encoded = encode(&noise).unwrap();
+        assert_eq!(encoded.chunks[0][0], PLAIN);
+        assert_eq!(encoded.stored_len(), noise.len() + HEADER_LEN);
+        assert!(encoded.chunks.iter().all(|c| c.len() <= CHUNK_SIZE));
+        assert_eq!(
+            encoded.chunks.len(),
+            (noise.len() + HEADER_LEN).div_ceil(CHUNK_SIZE)
+        );
+    }
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::body::Encoded;
 use super::txn::{Overlay, Txn, to_batch};
 use super::{Store, StoreError};
 use crate::ingest::{Ack, Prepared};
@@ -31,8 +32,9 @@ pub struct CommitOptions {
 
 /// Jobs drained into one batch, at most.
 const MAX_BATCH_JOBS: usize = 1024;
-/// Message bytes in one batch, at most: bounds the memory a batch holds.
-const MAX_BATCH_BYTES: usize = 32 << 20;
+/// Stored (compressed) bytes in one batch, at most: bounds the memory a batch holds, and
+/// sled copies it once more into its log buffers.
+const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Jobs waiting for the applier before submitters wait for room.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -100,11 +102,15 @@ impl Committer {
         &self.store
     }
 
-    /// Stores a prepared message; answers once it is durable.
-    pub async fn ingest(&self, prepared: Prepared) -> Result<Ack, StoreError> {
-        let bytes = prepared.raw.len();
+    /// Stores a prepared message whose bytes the caller encoded (`store::encode_body`,
+    /// on the caller's thread, so that the committer only writes); answers once it is
+    /// durable.
+    pub async fn ingest(&self, mut prepared: Prepared, body: Encoded) -> Result<Ack, StoreError> {
+        // The committer needs the chunks, not a second copy of the bytes.
+        prepared.raw = Vec::new();
+        let bytes = body.stored_len();
         self.run_sized(bytes, move |txn, options| {
-            super::messages::ingest(txn, options, prepared)
+            super::messages::ingest(txn, options, prepared, body)
         })
         .await
     }

@@ -27,6 +27,7 @@ pub(super) fn ingest(
     txn: &mut Txn<'_>,
     options: &CommitOptions,
     p: Prepared,
+    body: body::Encoded,
 ) -> Result<Ack, StoreError> {
     let dedup_key = schema::dedup(&p.dedup_key);
     if let Some(id) = txn.get::<MessageId>("dedup entry", &dedup_key)? {
@@ -49,7 +50,8 @@ pub(super) fn ingest(
     };
 
     let id = MessageId(txn.generate_id()?);
-    body::put(txn, &p.content_hash, &p.raw)?;
+    let size = body.raw_len;
+    body::put(txn, id, body);
     index_parties(txn, options, id, &p.parties)?;
     for path in &p.projects {
         add_membership(txn, id, path, &p.source)?;
@@ -61,7 +63,7 @@ pub(super) fn ingest(
         from: p.from,
         date: p.date,
         received: p.source.received,
-        size: p.raw.len() as u64,
+        size,
         content_hash: p.content_hash,
         dedup_key: p.dedup_key,
         parties: addresses,
@@ -330,7 +332,7 @@ pub(super) fn delete(txn: &mut Txn<'_>, record: &MessageRecord) -> Result<(), St
     if txn.get::<MessageId>("dedup entry", &dedup_key)? == Some(id) {
         txn.remove(dedup_key);
     }
-    body::release(txn, &record.content_hash)?;
+    body::remove(txn, id)?;
     txn.remove(schema::message(id));
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use body::BlobInfo;
+pub use body::{Encoded, encode as encode_body};
 pub use committer::{CommitOptions, Committer};
 pub use directory::{ChannelChange, NewContact, NewUser};
 pub use messages::Membership;
@@ -70,7 +70,14 @@ struct Inner {
     /// calls `sync_file_range`, which leaves metadata and the drive cache unsynced.
     log: File,
     /// Side files already synced; see `sync_blobs`.
-    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+    synced_blobs: Mutex<SyncedBlobs>,
+}
+
+#[derive(Debug, Default)]
+struct SyncedBlobs {
+    names: HashSet<std::ffi::OsString>,
+    /// The side-file directory's mtime when it was last read.
+    mtime: Option<std::time::SystemTime>,
 }
 
 /// How to open a store.
@@ -110,7 +117,7 @@ impl Store {
                 db,
                 tree,
                 log,
-                synced_blobs: Mutex::new(HashSet::new()),
+                synced_blobs: Mutex::new(SyncedBlobs::default()),
             }),
         };
         store.check_schema()?;
@@ -165,19 +172,29 @@ impl Store {
     /// stay under it, so this normally finds nothing; it is the guard should one not.
     fn sync_blobs(&self) -> Result<(), StoreError> {
         let dir = self.inner.path.join("sled").join("blobs");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(());
-        };
         let mut synced = self
             .inner
             .synced_blobs
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // A new file changes the directory's mtime. The clock behind mtime may be coarse,
+        // so an unchanged mtime is trusted only once it is a second old.
+        let Ok(mtime) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
+            return Ok(());
+        };
+        let settled = mtime.elapsed().is_ok_and(|age| age.as_secs() >= 1);
+        if settled && synced.mtime == Some(mtime) {
+            return Ok(());
+        }
+        synced.mtime = Some(mtime);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
         let mut any = false;
         for entry in entries {
             let entry = entry.map_err(|e| io_error(&dir, e))?;
             let name = entry.file_name();
-            if synced.contains(&name) {
+            if synced.names.contains(&name) {
                 continue;
             }
             let path = entry.path();
@@ -188,7 +205,7 @@ impl Store {
                 Err(e) => return Err(io_error(&path, e)),
             }
             tracing::debug!(file = %path.display(), "synced a sled side file");
-            synced.insert(name);
+            synced.names.insert(name);
             any = true;
         }
         if any {

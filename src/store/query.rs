@@ -152,10 +152,7 @@ impl Store {
 
     /// The stored bytes of a message.
     pub fn raw_message(&self, id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(record) = self.one::<MessageRecord>("message", &schema::message(id))? else {
-            return Ok(None);
-        };
-        body::read(self.tree(), &record.content_hash)
+        body::read(self.tree(), id)
     }
 
     /// Messages in id order (project listings in UID order), filtered.
@@ -216,10 +213,9 @@ impl Store {
             stats.duplicates_merged += u64::from(record.copies.saturating_sub(1));
             stats.raw_bytes += record.size;
         }
-        for item in self.tree().scan_prefix(schema::prefix(Space::Blob)) {
+        for item in self.tree().scan_prefix(schema::prefix(Space::Chunk)) {
             let (_, v) = item?;
-            let info: body::BlobInfo = codec::decode("blob", &v)?;
-            stats.stored_bytes += info.stored_len;
+            stats.stored_bytes += v.len() as u64;
         }
         let count = |space| -> Result<u64, StoreError> {
             let mut n = 0;

@@ -13,10 +13,9 @@ pub enum Space {
     Meta = 0,
     /// `MessageId` → `MessageRecord`.
     Message = 1,
-    /// content hash, chunk number (u32) → compressed bytes.
+    /// `MessageId`, chunk number (u32) → a piece of the compressed message (`body`).
     Chunk = 2,
-    /// content hash → `BlobInfo`.
-    Blob = 3,
+    // 3 held content-hash blob records before bodies were keyed by message id.
     /// dedup key → `MessageId`.
     Dedup = 4,
     /// address key, 0, `MessageId` → empty: which messages carry an address.
@@ -65,12 +64,12 @@ pub fn message(id: MessageId) -> Vec<u8> {
     key(Space::Message, &[&id.0.to_be_bytes()])
 }
 
-pub fn chunk(hash: &[u8; 32], n: u32) -> Vec<u8> {
-    key(Space::Chunk, &[hash, &n.to_be_bytes()])
+pub fn chunk(id: MessageId, n: u32) -> Vec<u8> {
+    key(Space::Chunk, &[&id.0.to_be_bytes(), &n.to_be_bytes()])
 }
 
-pub fn blob(hash: &[u8; 32]) -> Vec<u8> {
-    key(Space::Blob, &[hash])
+pub fn chunks_of(id: MessageId) -> Vec<u8> {
+    key(Space::Chunk, &[&id.0.to_be_bytes()])
 }
 
 pub fn dedup(dedup_key: &[u8; 32]) -> Vec<u8> {

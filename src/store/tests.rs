@@ -75,7 +75,7 @@ fn submission(raw: Vec<u8>, project: &str, file: &str) -> Submission {
 impl Fixture {
     async fn ingest(&self, raw: Vec<u8>, project: &str, file: &str) -> Ack {
         let p = ingest::prepare(submission(raw, project, file), &IngestOptions::default()).unwrap();
-        self.committer.ingest(p).await.unwrap()
+        put(&self.committer, p).await.unwrap()
     }
 
     fn store(&self) -> &Store {
@@ -112,6 +112,12 @@ impl Fixture {
         let view = self.store().message(id).unwrap().unwrap();
         view.memberships.iter().map(|(_, m)| m.uid).collect()
     }
+}
+
+/// Encodes and stores, as the Ingestor does.
+async fn put(c: &Committer, p: crate::ingest::Prepared) -> Result<Ack, StoreError> {
+    let body = encode_body(&p.raw)?;
+    c.ingest(p, body).await
 }
 
 fn stored(ack: Ack) -> (MessageId, bool) {
@@ -379,7 +385,7 @@ async fn a_reopened_store_keeps_everything() {
             &IngestOptions::default(),
         )
         .unwrap();
-        let (id, _) = stored(committer.ingest(p).await.unwrap());
+        let (id, _) = stored(put(&committer, p).await.unwrap());
         committer.close().await;
         id
     };
@@ -411,7 +417,7 @@ async fn concurrent_submissions_share_commits() {
             &IngestOptions::default(),
         )
         .unwrap();
-        tasks.push(tokio::spawn(async move { c.ingest(p).await }));
+        tasks.push(tokio::spawn(async move { put(&c, p).await }));
     }
     let mut ids = BTreeSet::new();
     for t in tasks {
