@@ -12,10 +12,11 @@ use super::{StoreError, schema};
 use crate::model::MessageId;
 
 /// Chunks are at most this many stored bytes. sled moves any page over a quarter of a
-/// segment (512 KiB with our 2 MiB segments) into a side file it never syncs; a leaf
-/// holds at most a few dozen entries before it splits, so 16 KiB keeps every page well
-/// inside the log.
-pub const CHUNK_SIZE: usize = 16 * 1024;
+/// segment (256 KiB with our 1 MiB segments) into a side file it never syncs; a leaf
+/// splits past 16 entries and is rarely seen with more than twenty, so 8 KiB keeps every
+/// page inside the log. Smaller chunks cost more keys per message; larger ones need
+/// larger segments, and sled keeps several segment-sized write buffers in memory.
+pub const CHUNK_SIZE: usize = 8 * 1024;
 
 /// zstd's default level: most of the ratio at a few hundred MB/s on one core.
 const ZSTD_LEVEL: i32 = 3;

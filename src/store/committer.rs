@@ -37,6 +37,9 @@ const MAX_BATCH_JOBS: usize = 1024;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Jobs waiting for the applier before submitters wait for room.
 const QUEUE_DEPTH: usize = 4096;
+/// Applied batches waiting for a sync before the applier waits: sled holds each in its log
+/// buffers until the flush, so an applier far ahead of the disk only costs memory.
+const UNSYNCED_BATCHES: usize = 2;
 
 /// Called once the batch a job belonged to is durable, or has failed.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -78,7 +81,7 @@ impl Committer {
     /// Starts the applier and syncer threads for `store`.
     pub fn start(store: Store, options: CommitOptions) -> Committer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let (applied_tx, applied_rx) = std_mpsc::channel();
+        let (applied_tx, applied_rx) = std_mpsc::sync_channel(UNSYNCED_BATCHES);
         let answers = answerer();
 
         let applier_store = store.clone();
@@ -192,7 +195,7 @@ fn apply_loop(
     store: Store,
     options: CommitOptions,
     mut rx: mpsc::Receiver<Job>,
-    applied: std_mpsc::Sender<Applied>,
+    applied: std_mpsc::SyncSender<Applied>,
 ) {
     let mut stopping = false;
     while !stopping {
