@@ -180,8 +180,33 @@ impl Admin {
 
     /// Carries out one request. `raw` is the message of an `Ingest` request.
     pub async fn handle(&self, request: Request, raw: Vec<u8>) -> Result<Response, AdminError> {
-        let committer = self.ingestor.committer().clone();
         match request {
+            Request::Ingest { project, file } => {
+                Ok(Response::Ingested(self.ingest(raw, project, file).await))
+            }
+            Request::UserList
+            | Request::ContactList
+            | Request::ChannelList
+            | Request::ProjectList
+            | Request::MessageList { .. }
+            | Request::MessageShow { .. }
+            | Request::MessageRaw { .. }
+            | Request::Stats
+            | Request::RelayList => {
+                // Listings scan the store: blocking reads, kept off the async threads.
+                let admin = self.clone();
+                tokio::task::spawn_blocking(move || admin.query(request))
+                    .await
+                    .map_err(|e| AdminError::Store(format!("query task failed: {e}")))?
+            }
+            change => self.change(change).await,
+        }
+    }
+
+    /// A request that changes the store: a committer job, answered once durable.
+    async fn change(&self, request: Request) -> Result<Response, AdminError> {
+        let committer = self.ingestor.committer();
+        let text = match request {
             Request::UserAdd {
                 login,
                 addresses,
@@ -195,9 +220,8 @@ impl Admin {
                     show_only_active,
                 };
                 let user = committer.run(move |txn, o| txn.add_user(o, new)).await?;
-                Ok(Response::Done(format!("user \"{}\" added", user.login)))
+                format!("user \"{}\" added", user.login)
             }
-            Request::UserList => self.users().map(Response::Users),
             Request::UserPasswd {
                 login,
                 password_hash,
@@ -206,12 +230,12 @@ impl Admin {
                 committer
                     .run(move |txn, _| txn.set_password(&l, password_hash))
                     .await?;
-                Ok(Response::Done(format!("password of \"{login}\" changed")))
+                format!("password of \"{login}\" changed")
             }
             Request::UserRemove { login } => {
                 let l = login.clone();
                 committer.run(move |txn, o| txn.remove_user(o, &l)).await?;
-                Ok(Response::Done(format!("user \"{login}\" removed")))
+                format!("user \"{login}\" removed")
             }
             Request::ContactAdd {
                 name,
@@ -233,21 +257,16 @@ impl Admin {
                     flags,
                 };
                 let contact = committer.run(move |txn, o| txn.add_contact(o, new)).await?;
-                Ok(Response::Done(format!(
-                    "contact \"{}\" added",
-                    contact.name
-                )))
+                format!("contact \"{}\" added", contact.name)
             }
-            Request::ContactList => self.contacts().map(Response::Contacts),
             Request::ContactForget { address } => {
                 let (contact, erased) = committer
                     .run(move |txn, _| txn.forget_contact(&address))
                     .await?;
-                let msg = format!(
+                format!(
                     "contact \"{}\" forgotten, {erased} messages erased",
                     contact.name
-                );
-                Ok(Response::Done(msg))
+                )
             }
             Request::ChannelSet {
                 address,
@@ -267,17 +286,46 @@ impl Admin {
                     .run(move |txn, o| txn.set_channel(o, &a, change))
                     .await?;
                 let f = ch.flags;
-                let mut msg = format!(
+                let mut text = format!(
                     "{address}: {}, {}, {}",
                     if f.shared { "shared" } else { "private" },
                     if f.exclude { "excluded" } else { "included" },
                     if f.active { "active" } else { "inactive" },
                 );
                 if purge {
-                    msg.push_str(&format!("; {purged} messages purged"));
+                    text.push_str(&format!("; {purged} messages purged"));
                 }
-                Ok(Response::Done(msg))
+                text
             }
+            Request::RelayAdd {
+                name,
+                password_hash,
+            } => {
+                let relay = committer
+                    .run(move |txn, _| txn.add_relay(&name, password_hash))
+                    .await?;
+                format!("relay \"{}\" added", relay.name)
+            }
+            Request::RelayRemove { name } => {
+                let n = name.clone();
+                committer.run(move |txn, _| txn.remove_relay(&n)).await?;
+                format!("relay \"{name}\" removed")
+            }
+            // `handle` routes every other request elsewhere.
+            _ => {
+                return Err(AdminError::Store(
+                    "request routed to the wrong handler".into(),
+                ));
+            }
+        };
+        Ok(Response::Done(text))
+    }
+
+    /// A request that only reads.
+    fn query(&self, request: Request) -> Result<Response, AdminError> {
+        match request {
+            Request::UserList => self.users().map(Response::Users),
+            Request::ContactList => self.contacts().map(Response::Contacts),
             Request::ChannelList => self.channels().map(Response::Channels),
             Request::ProjectList => self.projects().map(Response::Projects),
             Request::MessageList {
@@ -295,15 +343,6 @@ impl Admin {
                 ))
             }
             Request::Stats => Ok(Response::Stats(self.store().stats()?.into())),
-            Request::RelayAdd {
-                name,
-                password_hash,
-            } => {
-                let relay = committer
-                    .run(move |txn, _| txn.add_relay(&name, password_hash))
-                    .await?;
-                Ok(Response::Done(format!("relay \"{}\" added", relay.name)))
-            }
             Request::RelayList => {
                 let relays = self.store().relays()?;
                 Ok(Response::Relays(
@@ -313,14 +352,9 @@ impl Admin {
                         .collect(),
                 ))
             }
-            Request::RelayRemove { name } => {
-                let n = name.clone();
-                committer.run(move |txn, _| txn.remove_relay(&n)).await?;
-                Ok(Response::Done(format!("relay \"{name}\" removed")))
-            }
-            Request::Ingest { project, file } => {
-                Ok(Response::Ingested(self.ingest(raw, project, file).await))
-            }
+            _ => Err(AdminError::Store(
+                "request routed to the wrong handler".into(),
+            )),
         }
     }
 
