@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use support::{Daemon, JOURNAL_ADDRESS, Journal, Postfix};
+use support::{Daemon, JOURNAL_ADDRESS, Journal, Postfix, set, sorted};
 
 /// How long Postfix may take to hand everything on.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,31 +35,6 @@ fn messages(daemon: &Daemon) -> Vec<Value> {
     list.as_array()
         .expect("message list prints an array")
         .clone()
-}
-
-fn show(daemon: &Daemon, message: &Value) -> Value {
-    let id = message["id"].as_u64().expect("a numeric id").to_string();
-    daemon.cli_json(&["message", "show", &id, "--json"])
-}
-
-fn raw(daemon: &Daemon, message: &Value) -> String {
-    let id = message["id"].as_u64().expect("a numeric id").to_string();
-    let output = daemon.cli(&["message", "show", &id, "--raw"]);
-    assert!(output.status.success(), "message show {id} --raw failed");
-    String::from_utf8(output.stdout).expect("a UTF-8 test message")
-}
-
-fn sorted(value: &Value) -> BTreeSet<String> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {value}"))
-        .iter()
-        .map(|v| v.as_str().expect("a string").to_owned())
-        .collect()
-}
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -239,7 +214,7 @@ fn journal_through_postfix(via: Via) {
 
     // The envelope Postfix delivered with: the journaling copy of the sender's message.
     let sample = stored[&sent[3].message_id];
-    let detail = show(&daemon, sample);
+    let detail = daemon.show(sample);
     let sources = detail["sources"].as_array().expect("sources");
     assert!(sources.iter().all(|s| s["kind"] == kind), "{detail:#}");
     assert!(
@@ -376,7 +351,7 @@ fn exchange_journal_reports_are_unwrapped() {
         assert_eq!(m["message_id"], "q3@contoso.test", "{attached:?}");
         assert_eq!(m["journal"], true, "{attached:?}");
         assert_eq!(m["from"], "Alice <alice@contoso.test>", "{attached:?}");
-        let stored = raw(&daemon, m);
+        let stored = String::from_utf8(daemon.raw(m)).unwrap();
         assert_eq!(
             stored, ORIGINAL,
             "{attached:?}: the original, not the report"
@@ -394,7 +369,7 @@ fn exchange_journal_reports_are_unwrapped() {
             ]),
             "{attached:?}"
         );
-        let detail = show(&daemon, m);
+        let detail = daemon.show(m);
         let extra = sorted(&detail["extra_recipients"]);
         for hidden in [
             "carol@contoso.test",
@@ -444,8 +419,8 @@ fn two_reports_of_one_original_merge_into_one_record() {
             "dave@partner.test",
         ])
     );
-    assert_eq!(raw(&daemon, m), ORIGINAL);
-    let detail = show(&daemon, m);
+    assert_eq!(String::from_utf8(daemon.raw(m)).unwrap(), ORIGINAL);
+    let detail = daemon.show(m);
     assert_eq!(detail["sources"].as_array().unwrap().len(), 2, "{detail:#}");
 }
 
@@ -478,7 +453,7 @@ fn a_journal_report_relayed_by_postfix_is_unwrapped() {
     assert_eq!(m["journal"], true);
     assert_eq!(m["message_id"], "q3@contoso.test");
     // Postfix's Received header went on the report, which is not kept.
-    assert_eq!(raw(&daemon, m), ORIGINAL);
+    assert_eq!(String::from_utf8(daemon.raw(m)).unwrap(), ORIGINAL);
     assert_eq!(
         sorted(&m["parties"]),
         set(&[

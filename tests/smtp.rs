@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, SmtpClient, require, status};
+use support::{Daemon, SmtpClient, require, set, sorted, status, strings};
 
 /// The journaling address the tests deliver to; as an envelope recipient it is one of
 /// threadsd's own addresses, so it never counts as a party.
@@ -68,36 +68,6 @@ fn only_message(daemon: &Daemon) -> Value {
     let mut list = messages(daemon);
     assert_eq!(list.len(), 1, "expected one stored message: {list:#?}");
     list.remove(0)
-}
-
-fn show(daemon: &Daemon, message: &Value) -> Value {
-    let id = message["id"].as_u64().expect("a numeric id").to_string();
-    daemon.cli_json(&["message", "show", &id, "--json"])
-}
-
-/// The stored bytes of a message.
-fn raw(daemon: &Daemon, message: &Value) -> Vec<u8> {
-    let id = message["id"].as_u64().expect("a numeric id").to_string();
-    let output = daemon.cli(&["message", "show", &id, "--raw"]);
-    assert!(output.status.success(), "message show {id} --raw failed");
-    output.stdout
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {value}"))
-        .iter()
-        .map(|v| v.as_str().expect("a string").to_owned())
-        .collect()
-}
-
-fn sorted(value: &Value) -> BTreeSet<String> {
-    strings(value).into_iter().collect()
-}
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// Connects, takes the greeting and greets with `hello` (EHLO or LHLO); returns the
@@ -256,7 +226,7 @@ fn swaks_over_plain_smtp_is_stored_with_its_envelope() {
         (&m["journal"], &m["copies"]),
         (&Value::from(false), &1.into())
     );
-    let detail = show(&daemon, &m);
+    let detail = daemon.show(&m);
     let [source] = &detail["sources"].as_array().unwrap()[..] else {
         panic!("one source: {detail:#}")
     };
@@ -267,7 +237,7 @@ fn swaks_over_plain_smtp_is_stored_with_its_envelope() {
         source["detail"].as_str().unwrap().contains("(client.test)"),
         "{source}"
     );
-    let stored = String::from_utf8(raw(&daemon, &m)).unwrap();
+    let stored = String::from_utf8(daemon.raw(&m)).unwrap();
     assert!(
         stored.contains("\r\n\r\nsent over plain smtp\r\n"),
         "{stored}"
@@ -289,7 +259,7 @@ fn swaks_over_plain_smtp_is_stored_with_its_envelope() {
     );
     let m = only_message(&daemon);
     assert_eq!(m["copies"], 2);
-    let kinds: BTreeSet<String> = show(&daemon, &m)["sources"]
+    let kinds: BTreeSet<String> = daemon.show(&m)["sources"]
         .as_array()
         .unwrap()
         .iter()
@@ -472,7 +442,7 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
         .collect();
     assert_eq!(ids, set(&["auth-plain@corp.test", "auth-login@corp.test"]));
     for m in &list {
-        let detail = show(&daemon, m);
+        let detail = daemon.show(m);
         let source = &detail["sources"][0];
         assert!(
             source["detail"]
@@ -542,7 +512,7 @@ fn lmtp_answers_each_recipient_and_routes_sub_addresses_to_projects() {
     );
     let listed = daemon.cli_json(&["message", "list", "--project", "Clients/Acme", "--json"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    let detail = show(&daemon, &m);
+    let detail = daemon.show(&m);
     let sources = detail["sources"].as_array().unwrap();
     assert!(sources.iter().all(|s| s["kind"] == "lmtp"), "{detail:#}");
 
@@ -658,7 +628,7 @@ fn bdat_chunks_are_stored_as_sent() {
             "bdat-2@corp.test" => whole.clone(),
             other => panic!("unexpected message {other}"),
         };
-        assert_eq!(String::from_utf8(raw(&daemon, m)).unwrap(), expected);
+        assert_eq!(String::from_utf8(daemon.raw(m)).unwrap(), expected);
     }
 }
 
@@ -784,7 +754,7 @@ fn eight_bit_bodies_and_utf8_addresses_are_kept() {
     let list = messages(&daemon);
     assert_eq!(list.len(), 2, "{list:#?}");
     for m in &list {
-        let bytes = raw(&daemon, m);
+        let bytes = daemon.raw(m);
         match m["message_id"].as_str().unwrap() {
             "latin1@corp.test" => assert_eq!(bytes, latin1),
             "utf8@bücher.test" => {
@@ -794,7 +764,7 @@ fn eight_bit_bodies_and_utf8_addresses_are_kept() {
                     sorted(&m["parties"]),
                     set(&["jörg@bücher.test", "zoë@corp.test", "名前@例え.テスト"])
                 );
-                let detail = show(&daemon, m);
+                let detail = daemon.show(m);
                 assert_eq!(detail["sources"][0]["mail_from"], "jörg@bücher.test");
             }
             other => panic!("unexpected message {other}"),
@@ -853,7 +823,7 @@ fn recipients_outside_accept_recipients_are_refused_and_the_session_goes_on() {
     let m = only_message(&daemon);
     assert_eq!(m["message_id"], "accepted@corp.test");
     assert_eq!(sorted(&m["projects"]), set(&["Inbox", "Legal"]));
-    let detail = show(&daemon, &m);
+    let detail = daemon.show(&m);
     assert_eq!(
         detail["sources"][0]["recipients"].as_array().unwrap().len(),
         2
@@ -988,7 +958,7 @@ fn recipients_over_the_limit_get_452_which_is_not_an_error() {
 
     let m = only_message(&daemon);
     assert_eq!(sorted(&m["projects"]), set(&["Inbox", "Sales"]));
-    let detail = show(&daemon, &m);
+    let detail = daemon.show(&m);
     assert_eq!(
         strings(&detail["sources"][0]["recipients"]),
         ["archive@bcc.test", "archive+Sales@bcc.test"]
@@ -1323,7 +1293,7 @@ fn smuggled_terminators_do_not_end_or_split_a_message() {
         let subject = m["subject"].as_str().unwrap();
         assert!(subject.starts_with("smuggle "), "a smuggled message: {m:#}");
         assert_eq!(m["from"], "alice@corp.test");
-        let bytes = String::from_utf8_lossy(&raw(&daemon, m)).into_owned();
+        let bytes = String::from_utf8_lossy(&daemon.raw(m)).into_owned();
         assert!(
             bytes.contains("MAIL FROM:<mallory@evil.test>") && bytes.ends_with("smuggled body\r\n"),
             "{subject}: {bytes:?}"
@@ -1416,7 +1386,7 @@ fn original_recipient_headers_count_from_trusted_clients() {
         "team@corp.test",
     ]);
     assert_eq!(sorted(&m["parties"]), parties);
-    let detail = show(&trusted, &m);
+    let detail = trusted.show(&m);
     assert_eq!(
         sorted(&detail["extra_recipients"]),
         set(&["dana@corp.test", "hidden@partner.test"])

@@ -14,6 +14,7 @@
 mod client;
 mod daemon;
 mod dovecot;
+mod json;
 mod postfix;
 mod process;
 mod sink;
@@ -21,6 +22,7 @@ mod sink;
 pub use client::{SmtpClient, status};
 pub use daemon::{Daemon, Ports};
 pub use dovecot::Dovecot;
+pub use json::{set, sorted, strings};
 pub use postfix::{JOURNAL_ADDRESS, Journal, Postfix};
 pub use process::{free_port, require, swaks, wait_for_port, wait_until};
 pub use sink::{SinkProtocol, SmtpSink};
