@@ -340,27 +340,42 @@ enum SizeInput {
     Text(String),
 }
 
-impl TryFrom<SizeInput> for ByteSize {
-    type Error = String;
-    fn try_from(value: SizeInput) -> Result<Self, Self::Error> {
-        let text = match value {
-            SizeInput::Number(n) => return Ok(ByteSize(n)),
+impl SizeInput {
+    /// The number, or the text's number times the factor of its unit suffix.
+    fn scaled(self, units: &[(char, u64)], example: &str) -> Result<u64, String> {
+        let text = match self {
+            SizeInput::Number(n) => return Ok(n),
             SizeInput::Text(t) => t,
         };
         let t = text.trim();
-        let (digits, shift) = match t.char_indices().last() {
-            Some((i, 'K' | 'k')) => (&t[..i], 10),
-            Some((i, 'M' | 'm')) => (&t[..i], 20),
-            Some((i, 'G' | 'g')) => (&t[..i], 30),
-            _ => (t, 0),
+        let (digits, factor) = match t.char_indices().last() {
+            Some((i, c)) => match units.iter().find(|(u, _)| *u == c) {
+                Some((_, f)) => (&t[..i], *f),
+                None => (t, 1),
+            },
+            None => (t, 1),
         };
         let n: u64 = digits
             .trim()
             .parse()
-            .map_err(|_| format!("{text:?} is not a size such as 1048576, \"512K\" or \"50M\""))?;
-        n.checked_mul(1 << shift)
-            .map(ByteSize)
+            .map_err(|_| format!("{text:?} is not {example}"))?;
+        n.checked_mul(factor)
             .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl TryFrom<SizeInput> for ByteSize {
+    type Error = String;
+    fn try_from(value: SizeInput) -> Result<Self, Self::Error> {
+        const UNITS: &[(char, u64)] = &[
+            ('K', 1 << 10),
+            ('k', 1 << 10),
+            ('M', 1 << 20),
+            ('m', 1 << 20),
+            ('G', 1 << 30),
+        ];
+        let example = "a size such as 1048576, \"512K\" or \"50M\"";
+        value.scaled(UNITS, example).map(ByteSize)
     }
 }
 
@@ -390,21 +405,9 @@ impl From<Seconds> for u64 {
 impl TryFrom<SizeInput> for Seconds {
     type Error = String;
     fn try_from(value: SizeInput) -> Result<Self, Self::Error> {
-        let text = match value {
-            SizeInput::Number(n) => return Ok(Seconds(n)),
-            SizeInput::Text(t) => t,
-        };
-        let t = text.trim();
-        let (digits, factor) = match t.char_indices().last() {
-            Some((i, 's')) => (&t[..i], 1),
-            Some((i, 'm')) => (&t[..i], 60),
-            Some((i, 'h')) => (&t[..i], 3600),
-            _ => (t, 1),
-        };
-        let n: u64 = digits.trim().parse().map_err(|_| {
-            format!("{text:?} is not a duration such as 30, \"90s\", \"5m\" or \"1h\"")
-        })?;
-        Ok(Seconds(n.saturating_mul(factor)))
+        const UNITS: &[(char, u64)] = &[('s', 1), ('m', 60), ('h', 3600)];
+        let example = "a duration such as 30, \"90s\", \"5m\" or \"1h\"";
+        value.scaled(UNITS, example).map(Seconds)
     }
 }
 

@@ -9,7 +9,6 @@ mod parse;
 use crate::model::{Address, MessageId, Party, ProjectPath, Source};
 
 pub use ingestor::Ingestor;
-pub use journal::report_parties;
 
 /// One message handed in by a listener, the importer or the puller.
 #[derive(Debug, Clone)]
