@@ -1786,3 +1786,46 @@ fn sigterm_lets_an_open_transaction_finish_and_closes_idle_sessions() {
     daemon.launch();
     assert_eq!(only_message(&daemon)["message_id"], "in-flight@corp.test");
 }
+
+/// With sender checks on, a stored message gets its DKIM/ARC/SPF/DMARC verdicts after the
+/// 250, and `message show` prints them. Whether this machine's resolver answers or not,
+/// the check ends within its budget: an unsigned message has DKIM `none`, and SPF and
+/// DMARC carry a verdict (`none` for the unregistered `.test` domain, `temperror`
+/// without DNS).
+#[test]
+fn sender_checks_run_after_the_reply_and_are_shown() {
+    let daemon = Daemon::start("[smtp]\nverify_auth = true\ndns_timeout = 1\n");
+    let mut c = ehlo(daemon.ports().smtp);
+    let reply = send_message(&mut c, &message("checked@corp.test", "checked"));
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+
+    let m = only_message(&daemon);
+    let mut detail = daemon.show(&m);
+    support::wait_until(std::time::Duration::from_secs(15), || {
+        detail = daemon.show(&m);
+        !detail["auth"].is_null()
+    });
+    let auth = &detail["auth"];
+    assert_eq!(strings(&auth["dkim"]), ["none"], "{detail:#}");
+    for verdict in ["spf", "dmarc", "arc"] {
+        let text = auth[verdict].as_str().unwrap_or_default();
+        assert!(
+            [
+                "none",
+                "temperror",
+                "pass",
+                "fail",
+                "permerror",
+                "neutral",
+                "softfail"
+            ]
+            .iter()
+            .any(|v| text.starts_with(v)),
+            "{verdict}: {text:?}"
+        );
+    }
+    let id = m["id"].as_u64().unwrap().to_string();
+    let text = String::from_utf8(daemon.cli(&["message", "show", &id]).stdout).unwrap();
+    assert!(text.contains("authentication (checked"), "{text}");
+    assert!(text.contains("dkim:  none"), "{text}");
+}
