@@ -11,7 +11,7 @@ seconds="${1:-20}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"
-    cargo install --quiet --locked cargo-fuzz
+    cargo install --quiet --locked cargo-fuzz --version 0.13.2
 fi
 
 export RUSTC_BOOTSTRAP=1
