@@ -17,6 +17,9 @@ checks=(
     "curl:curl"
     "promtool:prometheus"
     "/usr/bin/time:time"
+    "openssl:openssl"
+    "kill:procps"
+    "python3:python3"
 )
 # Perl modules swaks needs for STARTTLS and implicit TLS; checked as packages.
 packages_only=(libnet-ssleay-perl libio-socket-ssl-perl)
