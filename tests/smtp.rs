@@ -577,7 +577,8 @@ fn bdat_chunks_are_stored_as_sent() {
                 Message-Id: <bdat-1@corp.test>\r\n\r\n";
     let tail = "a line\r\n.\r\nMAIL FROM:<mallory@evil.test>\r\nthe end\r\n";
     c.send(format!(
-        "MAIL FROM:<alice@corp.test>\r\nRCPT TO:<{ARCHIVE}>\r\nBDAT {}\r\n{head}BDAT {} LAST\r\n{tail}",
+        "MAIL FROM:<alice@corp.test>\r\nRCPT TO:<{ARCHIVE}>\r\n\
+         BDAT {}\r\n{head}BDAT {} LAST\r\n{tail}",
         head.len(),
         tail.len()
     ));
@@ -1272,7 +1273,8 @@ fn smuggled_terminators_do_not_end_or_split_a_message() {
         assert_eq!(status(&c.reply()), "354");
         // The whole rest in one write, as an attacker's relay would pass it on.
         c.send(format!(
-            "From: alice@corp.test\r\nSubject: smuggle {i}\r\nMessage-Id: <smuggle-{i}@corp.test>\r\n\
+            "From: alice@corp.test\r\nSubject: smuggle {i}\r\n\
+             Message-Id: <smuggle-{i}@corp.test>\r\n\
              \r\nbefore the trick{trick}MAIL FROM:<mallory@evil.test>\r\nRCPT TO:<{ARCHIVE}>\r\n\
              DATA\r\nFrom: mallory@evil.test\r\nSubject: smuggled {i}\r\n\r\nsmuggled body\r\n\
              .\r\nQUIT\r\n"

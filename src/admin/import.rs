@@ -242,7 +242,8 @@ mod tests {
     #[test]
     fn mbox_splits_and_unquotes() {
         let text = b"From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nbody\n>From here\n\n\
-                     From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nbody\nFrom mid-paragraph is text\n";
+                     From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\n\
+                     body\nFrom mid-paragraph is text\n";
         let msgs: Vec<Vec<u8>> = Mbox::new(&text[..]).map(Result::unwrap).collect();
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0], b"Subject: one\n\nbody\nFrom here\n");

@@ -473,7 +473,8 @@ proptest! {
                 };
                 f.set(&format!("a{i}@x.test"), change).await;
             }
-            let options = CommitOptions { policy: PolicyOptions::default(), auto_create_contacts: true };
+            let options =
+                CommitOptions { policy: PolicyOptions::default(), auto_create_contacts: true };
             for view in f.store().messages(&MessageFilter::default()).unwrap() {
                 let record = view.record;
                 let parties = record.parties.clone();
