@@ -401,7 +401,7 @@ async fn a_reopened_store_keeps_everything() {
 }
 
 #[tokio::test]
-async fn concurrent_submissions_share_commits() {
+async fn concurrent_submissions_get_distinct_ids_and_uids() {
     let f = fixture();
     let mut tasks = Vec::new();
     for i in 0..200 {
