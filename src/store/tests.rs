@@ -401,8 +401,9 @@ async fn a_reopened_store_keeps_everything() {
 }
 
 #[tokio::test]
-async fn concurrent_submissions_get_distinct_ids_and_uids() {
+async fn concurrent_submissions_share_syncs_and_get_distinct_ids_and_uids() {
     let f = fixture();
+    let syncs_before = f.store().syncs();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let c = f.committer.clone();
@@ -424,6 +425,8 @@ async fn concurrent_submissions_get_distinct_ids_and_uids() {
         ids.insert(stored(t.await.unwrap().unwrap()).0);
     }
     assert_eq!(ids.len(), 200);
+    let syncs = f.store().syncs() - syncs_before;
+    assert!(syncs < 100, "200 concurrent messages took {syncs} syncs");
     let inbox = f
         .store()
         .project(&ProjectPath::parse("Inbox").unwrap())
