@@ -1243,6 +1243,86 @@ fn excluded_mail_is_acknowledged_and_not_stored() {
     assert_eq!(excluded("lmtp"), Some(1.0), "{metrics}");
 }
 
+/// A store that cannot write (here: a file size limit, which fails sled's log writes the
+/// way a full disk does) answers 451 4.3.0, keeps the session and the daemon going, and
+/// loses nothing it acknowledged before.
+#[test]
+fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
+    let mut daemon = Daemon::configure("");
+    daemon.set_file_size_limit_kib(Some(2048));
+    daemon.launch();
+
+    let mut c = ehlo(daemon.ports().smtp);
+    let mut acknowledged = Vec::new();
+    let mut noise = 0x9e37_79b9_7f4a_7c15u64;
+    let mut refused = None;
+    for n in 0..5000 {
+        // Incompressible text, so that the log reaches the limit after a few hundred.
+        let mut body = String::new();
+        for _ in 0..60 {
+            for _ in 0..8 {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                body.push_str(&format!("{noise:016x}"));
+            }
+            body.push_str("\r\n");
+        }
+        let id = format!("full-{n}@corp.test");
+        let reply = send_message(&mut c, &format!("{}{body}", message(&id, "filling")));
+        match status(&reply) {
+            "250 2.0.0" => acknowledged.push(id),
+            _ => {
+                refused = Some(reply);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the store never failed under a 2 MiB file size limit");
+    assert_eq!(status(&refused), "451 4.3.0", "{refused}");
+    assert!(
+        acknowledged.len() > 10,
+        "only {} messages before the failure",
+        acknowledged.len()
+    );
+
+    // The session goes on, the daemon stays up, and nothing more is acknowledged while the
+    // store cannot write.
+    assert_eq!(status(&c.command("RSET")), "250 2.0.0");
+    assert_eq!(status(&c.command("NOOP")), "250 2.0.0");
+    let again = send_message(&mut c, &message("after-full@corp.test", "again"));
+    assert_eq!(status(&again), "451 4.3.0", "{again}");
+    assert!(daemon.is_running(), "threadsd died:\n{}", daemon.log());
+    let failures = metric(&daemon.metrics(), "threadsd_commit_failures_total");
+    assert!(failures.is_some_and(|n| n >= 1.0), "{failures:?}");
+    assert!(daemon.log().contains("sync failed"), "{}", daemon.log());
+    drop(c);
+
+    // Without the limit, the store opens with every acknowledged message once.
+    daemon.stop();
+    daemon.set_file_size_limit_kib(None);
+    daemon.launch();
+    let stored: Vec<String> = messages(&daemon)
+        .iter()
+        .map(|m| m["message_id"].as_str().expect("message_id").to_string())
+        .collect();
+    let unique: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a message stored twice");
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !unique.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages lost: {missing:?}",
+        missing.len(),
+        acknowledged.len()
+    );
+    let mut c = ehlo(daemon.ports().smtp);
+    let reply = send_message(&mut c, &message("after-restart@corp.test", "fine"));
+    assert_eq!(status(&reply), "250 2.0.0", "{reply}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Smuggling and injection
 

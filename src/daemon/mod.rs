@@ -24,6 +24,7 @@ const ADMIN_FRAME_SLACK: usize = 1 << 20;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    watch_file_size_limit()?;
     let admin = Admin::open(&config)
         .with_context(|| format!("cannot open the store at {}", config.store.path.display()))?;
     tracing::info!(path = %config.store.path.display(), "store open");
@@ -103,6 +104,24 @@ async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
     Listener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// A write past the process's file size limit (`ulimit -f`, systemd's `LimitFSIZE=`)
+/// raises SIGXFSZ, whose default action kills the process mid-write. Caught instead, the
+/// write fails with EFBIG like any other I/O error: the commit fails, waiting clients get
+/// 451, and what was acknowledged before stays on disk.
+fn watch_file_size_limit() -> anyhow::Result<()> {
+    const SIGXFSZ: i32 = 25;
+    let mut xfsz = signal(SignalKind::from_raw(SIGXFSZ)).context("cannot watch SIGXFSZ")?;
+    tokio::spawn(async move {
+        while xfsz.recv().await.is_some() {
+            tracing::error!(
+                "a store write went over the process's file size limit (RLIMIT_FSIZE); \
+                 raise the limit and restart threadsd"
+            );
+        }
+    });
+    Ok(())
 }
 
 async fn wait_for_stop(tls: &TlsStore) -> anyhow::Result<()> {

@@ -45,6 +45,8 @@ pub struct Daemon {
     ready_port: Option<u16>,
     child: Option<Child>,
     starts: usize,
+    /// `ulimit -f` for the next launches, in KiB.
+    file_size_limit_kib: Option<u64>,
 }
 
 impl Daemon {
@@ -91,6 +93,7 @@ impl Daemon {
             ready_port,
             child: None,
             starts: 0,
+            file_size_limit_kib: None,
             dir,
         }
     }
@@ -113,7 +116,18 @@ impl Daemon {
         .expect("write the daemon log");
         let stdout = log.try_clone().expect("clone the daemon log handle");
 
-        let child = Command::new(BIN)
+        let mut command = match self.file_size_limit_kib {
+            None => Command::new(BIN),
+            Some(kib) => {
+                // bash execs the daemon, so the child's pid stays the daemon's.
+                let mut c = Command::new("bash");
+                c.args(["-c", r#"ulimit -f "$1" && shift && exec "$@""#, "threadsd"])
+                    .arg(kib.to_string())
+                    .arg(BIN);
+                c
+            }
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -159,6 +173,12 @@ impl Daemon {
     fn child_exited(&mut self) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         child.try_wait().expect("poll the threadsd process")
+    }
+
+    /// Limits the size of any file the next launches may write (`ulimit -f`, in KiB), to
+    /// make the store fail the way a full disk does; `None` lifts the limit.
+    pub fn set_file_size_limit_kib(&mut self, kib: Option<u64>) {
+        self.file_size_limit_kib = kib;
     }
 
     /// SIGTERM, then waits for the exit; panics if the daemon outlives the grace period.
