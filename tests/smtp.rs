@@ -465,6 +465,62 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
     );
 }
 
+/// Every password check holds argon2id's 19 MiB while it runs. A flood of AUTH attempts
+/// over many connections waits its turn instead of holding that for each connection, and
+/// a relay with the right password still gets in.
+#[test]
+fn auth_floods_are_checked_a_few_at_a_time() {
+    const ATTEMPTS: usize = 48;
+    let daemon = Daemon::start("[smtp]\nallow_networks = []\nauth_without_tls = true\n");
+    let added = daemon.cli_stdin(
+        &["relay", "add", "mx-relay", "--password-stdin"],
+        b"correct horse battery",
+    );
+    assert!(added.status.success(), "{}", transcript(&added));
+    let before = daemon.peak_rss_kib().expect("the daemon's peak RSS");
+
+    let port = daemon.ports().smtp;
+    let barrier = Arc::new(std::sync::Barrier::new(ATTEMPTS));
+    let attempts: Vec<_> = (0..ATTEMPTS)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut c = ehlo(port);
+                barrier.wait();
+                // base64 of "\0mx-relay\0wrong horse"
+                c.command("AUTH PLAIN AG14LXJlbGF5AHdyb25nIGhvcnNl")
+            })
+        })
+        .collect();
+    // A relay that knows its password, sent in the middle of the flood.
+    let (mut c, answer) = greet(port, "EHLO");
+    assert!(answer.contains("250-AUTH PLAIN LOGIN"), "{answer}");
+    let right = c.command("AUTH PLAIN AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==");
+    assert_eq!(status(&right), "235 2.7.0", "{right}");
+    for attempt in attempts {
+        let reply = attempt.join().expect("an AUTH attempt");
+        assert_eq!(status(&reply), "535 5.7.8", "{reply}");
+    }
+
+    let grew_mib = daemon
+        .peak_rss_kib()
+        .expect("the daemon's peak RSS")
+        .saturating_sub(before)
+        / 1024;
+    // The daemon checks on one thread per core, at most four, each keeping about one
+    // check's memory (19 MiB) with its allocator's slack; all at once, 48 checks would
+    // hold over 900 MiB.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4) as u64;
+    let allowed = 100 * threads + 50;
+    assert!(
+        grew_mib < allowed,
+        "{ATTEMPTS} concurrent AUTH attempts grew the daemon by {grew_mib} MiB (at most \
+         {allowed} MiB for {threads} checking threads)"
+    );
+}
+
 #[test]
 fn lmtp_answers_each_recipient_and_routes_sub_addresses_to_projects() {
     let daemon = Daemon::start("[smtp]\naccept_recipients = [\"threadsd@bcc.test\"]\n");

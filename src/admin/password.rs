@@ -40,6 +40,86 @@ pub fn verify(hash: &str, password: &Secret) -> bool {
         .is_ok()
 }
 
+/// Threads that check passwords, at most.
+const CHECKER_THREADS: usize = 4;
+/// Checks waiting for a thread before callers wait to hand theirs over.
+const CHECKS_QUEUED: usize = 256;
+
+/// Checks passwords on a few threads of its own, for the daemon's logins.
+///
+/// Each argon2id check allocates 19 MiB. On tokio's blocking pool a flood of AUTH
+/// attempts would run on as many threads as there are attempts, and each thread's
+/// allocator arena keeps its share after the check; a fixed set of threads bounds both
+/// the checks running at once and the memory they leave behind. A caller that goes away
+/// does not stop its check, so the bound holds against clients that hang up too.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    tx: tokio::sync::mpsc::Sender<Check>,
+}
+
+struct Check {
+    /// `None` for an unknown account: a hash nobody matches is checked instead, so that
+    /// the answer takes as long as for a known one.
+    hash: Option<String>,
+    password: Secret,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+impl Checker {
+    /// Starts one thread per core, at most four.
+    pub fn start() -> Checker {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(CHECKER_THREADS);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Check>(CHECKS_QUEUED);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("passwords-{n}"))
+                .spawn(move || {
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        let Some(check) = next else { return };
+                        let ok = match &check.hash {
+                            Some(hash) => verify(hash, &check.password),
+                            None => {
+                                verify(dummy_hash(), &check.password);
+                                false
+                            }
+                        };
+                        let _ = check.reply.send(ok);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-checking thread");
+            }
+        }
+        Checker { tx }
+    }
+
+    /// Whether `password` matches `hash`; `None` (no such account) never matches, and
+    /// takes as long as a real check.
+    pub async fn check(&self, hash: Option<String>, password: Secret) -> bool {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let check = Check {
+            hash,
+            password,
+            reply,
+        };
+        if self.tx.send(check).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+/// A hash of a password nobody has.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash(&Secret::new("no account has this password")).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +132,22 @@ mod tests {
         assert!(!verify(&h, &Secret::new("wrong horse")));
         assert!(!verify("not a hash", &Secret::new("correct horse")));
         assert_eq!(hash(&Secret::new("short")), Err(PasswordError::TooShort));
+    }
+
+    #[tokio::test]
+    async fn the_checker_matches_only_the_right_password() {
+        let checker = Checker::start();
+        let h = hash(&Secret::new("correct horse")).unwrap();
+        assert!(
+            checker
+                .check(Some(h.clone()), Secret::new("correct horse"))
+                .await
+        );
+        assert!(!checker.check(Some(h), Secret::new("wrong horse")).await);
+        assert!(
+            !checker
+                .check(None, Secret::new("no account has this password"))
+                .await
+        );
     }
 }

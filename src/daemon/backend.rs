@@ -21,20 +21,12 @@ const CHECKS_RUNNING: usize = 256;
 /// How often, at most, skipped checks are logged.
 const SKIP_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A hash of a password nobody has, checked when a relay name is unknown so that the
-/// answer takes as long as for a known name.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        password::hash(&Secret::new("no relay account has this password")).unwrap_or_default()
-    })
-}
-
 #[derive(Debug, Clone)]
 pub struct DaemonBackend {
     ingestor: Ingestor,
     checks: Option<mpsc::Sender<StoredMessage>>,
     skipped: Arc<std::sync::Mutex<Skipped>>,
+    passwords: password::Checker,
 }
 
 impl DaemonBackend {
@@ -63,6 +55,7 @@ impl DaemonBackend {
             ingestor,
             checks,
             skipped: Arc::default(),
+            passwords: password::Checker::start(),
         }
     }
 }
@@ -109,26 +102,14 @@ impl Backend for DaemonBackend {
     }
 
     async fn verify_relay(&self, name: &str, password: &Secret) -> bool {
-        let store = self.ingestor.committer().store().clone();
-        let (name, password) = (name.to_owned(), password.clone());
-        let verified = tokio::task::spawn_blocking(move || {
-            let hash = match store.relay(&name) {
-                Ok(Some(relay)) => Some(relay.password_hash),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read relay accounts");
-                    None
-                }
-            };
-            match hash {
-                Some(hash) => password::verify(&hash, &password),
-                None => {
-                    password::verify(dummy_hash(), &password);
-                    false
-                }
+        let hash = match self.ingestor.committer().store().relay(name) {
+            Ok(relay) => relay.map(|r| r.password_hash),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read relay accounts");
+                None
             }
-        });
-        verified.await.unwrap_or(false)
+        };
+        self.passwords.check(hash, password.clone()).await
     }
 
     fn after_stored(&self, message: StoredMessage) {
