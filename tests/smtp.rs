@@ -465,6 +465,64 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
     );
 }
 
+/// LMTP on a Unix socket, as an MTA on the same host delivers to it: the socket is
+/// group-writable only, its clients are trusted though no network is, and every recipient
+/// gets its own answer.
+#[test]
+fn lmtp_over_a_unix_socket_takes_mail_from_local_clients() {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+
+    let run = tempfile::tempdir().expect("a directory for the socket");
+    // The daemon creates the missing directory, as /run/threadsd is missing at first boot.
+    let socket = run.path().join("threadsd/lmtp.sock");
+    let daemon = Daemon::start(&format!(
+        "[smtp]\nallow_networks = []\n[lmtp]\nlisten = [\"unix:{}\"]\n",
+        socket.display()
+    ));
+    let meta = std::fs::metadata(&socket).expect("the LMTP socket exists");
+    assert!(meta.file_type().is_socket(), "{meta:?}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let socket_arg = socket.display().to_string();
+    let to = format!("{ARCHIVE},archive+Legal@bcc.test");
+    let t = swaks_ok(&[
+        "--protocol",
+        "LMTP",
+        "--socket",
+        &socket_arg,
+        "--from",
+        "alice@corp.test",
+        "--to",
+        &to,
+        "--header",
+        "Message-Id: <unix-lmtp@corp.test>",
+    ]);
+    for r in [ARCHIVE, "archive+Legal@bcc.test"] {
+        assert!(
+            t.contains(&format!("<-  250 2.0.0 <{r}> stored as ")),
+            "{t}"
+        );
+    }
+    let m = only_message(&daemon);
+    assert_eq!(m["message_id"], "unix-lmtp@corp.test");
+    assert_eq!(sorted(&m["projects"]), set(&["Inbox", "Legal"]));
+    let detail = daemon.show(&m);
+    let sources = detail["sources"].as_array().unwrap();
+    assert!(sources.iter().all(|s| s["kind"] == "lmtp"), "{detail:#}");
+
+    // The same daemon refuses SMTP over TCP from loopback, which no network admits.
+    let mut c = ehlo(daemon.ports().smtp);
+    assert_eq!(
+        status(&c.command("MAIL FROM:<alice@corp.test>")),
+        "530 5.7.0"
+    );
+
+    // A clean stop removes the socket file.
+    let mut daemon = daemon;
+    daemon.stop();
+    assert!(!socket.exists(), "the socket outlived the daemon");
+}
+
 /// Every password check holds argon2id's 19 MiB while it runs. A flood of AUTH attempts
 /// over many connections waits its turn instead of holding that for each connection, and
 /// a relay with the right password still gets in.
