@@ -111,8 +111,7 @@ async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
 /// write fails with EFBIG like any other I/O error: the commit fails, waiting clients get
 /// 451, and what was acknowledged before stays on disk.
 fn watch_file_size_limit() -> anyhow::Result<()> {
-    const SIGXFSZ: i32 = 25;
-    let mut xfsz = signal(SignalKind::from_raw(SIGXFSZ)).context("cannot watch SIGXFSZ")?;
+    let mut xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ)).context("cannot watch SIGXFSZ")?;
     tokio::spawn(async move {
         while xfsz.recv().await.is_some() {
             tracing::error!(
