@@ -523,6 +523,63 @@ fn lmtp_over_a_unix_socket_takes_mail_from_local_clients() {
     assert!(!socket.exists(), "the socket outlived the daemon");
 }
 
+/// Authentication is logged with the relay's name and never with a password, in any
+/// form a client sends it, even at the most verbose log level.
+#[test]
+fn auth_is_logged_without_credentials() {
+    let daemon = Daemon::start(
+        "[log]\nlevel = \"trace\"\n[smtp]\nallow_networks = []\nauth_without_tls = true\n",
+    );
+    let added = daemon.cli_stdin(
+        &["relay", "add", "mx-relay", "--password-stdin"],
+        b"correct horse battery",
+    );
+    assert!(added.status.success(), "{}", transcript(&added));
+
+    let port = daemon.ports().smtp;
+    // PLAIN with the right and a wrong password.
+    let mut c = ehlo(port);
+    assert_eq!(
+        status(&c.command("AUTH PLAIN AG14LXJlbGF5AHdyb25nIGhvcnNl")),
+        "535 5.7.8"
+    );
+    assert_eq!(
+        status(&c.command("AUTH PLAIN AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==")),
+        "235 2.7.0"
+    );
+    // LOGIN, step by step: "mx-relay", then "correct horse battery".
+    let mut c = ehlo(port);
+    assert_eq!(status(&c.command("AUTH LOGIN")), "334");
+    assert_eq!(status(&c.command("bXgtcmVsYXk=")), "334");
+    assert_eq!(
+        status(&c.command("Y29ycmVjdCBob3JzZSBiYXR0ZXJ5")),
+        "235 2.7.0"
+    );
+    // LOGIN with the name in the first line and a wrong password.
+    let mut c = ehlo(port);
+    assert_eq!(status(&c.command("AUTH LOGIN bXgtcmVsYXk=")), "334");
+    assert_eq!(status(&c.command("d3JvbmcgaG9yc2U=")), "535 5.7.8");
+    assert_eq!(status(&c.command("QUIT")), "221 2.0.0");
+
+    let log = daemon.log();
+    assert!(
+        log.contains("relay authenticated") && log.contains("auth.identity=\"mx-relay\""),
+        "{log}"
+    );
+    assert!(log.contains("relay authentication failed"), "{log}");
+    for secret in [
+        "correct horse",
+        "wrong horse",
+        "Y29ycmVjdCBob3JzZSBiYXR0ZXJ5",
+        "d3JvbmcgaG9yc2U",
+        "AG14LXJlbGF5AGNvcnJlY3Q",
+        "AG14LXJlbGF5AHdyb25n",
+        "$argon2id$",
+    ] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+}
+
 /// Every password check holds argon2id's 19 MiB while it runs. A flood of AUTH attempts
 /// over many connections waits its turn instead of holding that for each connection, and
 /// a relay with the right password still gets in.

@@ -43,6 +43,8 @@ use crate::model::Secret;
 pub const MAX_COMMAND_LINE: usize = 4096;
 /// Octets per AUTH command line or SASL response line, CRLF included (RFC 4954 §4).
 pub const MAX_AUTH_LINE: usize = 12288;
+/// Characters of a client's AUTH identity that go into the log, at most.
+const MAX_LOGGED_IDENTITY: usize = 64;
 
 /// Which protocol a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,12 +283,15 @@ impl Session {
         };
         let identity = std::mem::take(identity);
         self.state = State::Command;
+        // Operators (and fail2ban) want both outcomes with the name the client gave, which
+        // Debug escapes and is cut short; the password never reaches the log.
+        let logged: String = identity.chars().take(MAX_LOGGED_IDENTITY).collect();
         if ok {
-            tracing::debug!(auth.identity = ?identity, "authenticated");
+            tracing::info!(auth.identity = ?logged, "relay authenticated");
             self.auth = Some(identity);
             self.answer(&mut out, reply::AUTH_OK);
         } else {
-            tracing::debug!(auth.identity = ?identity, "authentication failed");
+            tracing::warn!(auth.identity = ?logged, "relay authentication failed");
             self.answer(&mut out, reply::BAD_CREDENTIALS);
         }
         self.run(&mut out);
