@@ -373,6 +373,7 @@ impl TryFrom<SizeInput> for ByteSize {
             ('M', 1 << 20),
             ('m', 1 << 20),
             ('G', 1 << 30),
+            ('g', 1 << 30),
         ];
         let example = "a size such as 1048576, \"512K\" or \"50M\"";
         value.scaled(UNITS, example).map(ByteSize)
@@ -661,6 +662,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.smtp.max_message_size, ByteSize(10 << 20));
         assert_eq!(c.smtp.command_timeout, Seconds(300));
+        let lower = Config::parse("[store]\ncache_size = \"1g\"\n").unwrap();
+        assert_eq!(lower.store.cache_size, ByteSize(1 << 30));
         let bob = Address::parse("bob@example.com").unwrap();
         assert!(c.smtp.accept_recipients[0].matches(&bob));
         let sub = Address::parse("archive+Clients.Acme@bcc.test").unwrap();
