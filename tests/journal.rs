@@ -308,14 +308,15 @@ fn header<'a>(message: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} field in the test message"))
 }
 
-/// Delivers a report to threadsd's SMTP listener with swaks; returns the transcript.
-fn send_report(daemon: &Daemon, name: &str, report: &str) -> String {
+/// Delivers a report with swaks to `server` (threadsd's SMTP listener, or an MTA in front
+/// of it), writing it into the daemon's directory first; returns the transcript.
+fn send_report(daemon: &Daemon, server: &str, name: &str, report: &str) -> String {
     let path = daemon.dir().join(name);
     std::fs::write(&path, report).expect("write the report");
     let data = format!("@{}", path.display());
     let output = support::swaks(&[
         "--server",
-        &daemon.smtp_addr(),
+        server,
         "--from",
         "postmaster@contoso.test",
         "--to",
@@ -330,7 +331,7 @@ fn send_report(daemon: &Daemon, name: &str, report: &str) -> String {
 
 /// Delivers a report that is to be stored.
 fn deliver(daemon: &Daemon, name: &str, report: &str) {
-    let text = send_report(daemon, name, report);
+    let text = send_report(daemon, &daemon.smtp_addr(), name, report);
     assert!(text.contains("<-  250 2.0.0 stored as "), "{text}");
 }
 
@@ -430,20 +431,7 @@ fn a_journal_report_relayed_by_postfix_is_unwrapped() {
     let postfix = Postfix::start(Journal::Smtp(daemon.ports().smtp));
     let envelope = "To: bob@fabrikam.test\r\nBcc: grace@partner.test\r\n";
     let report = journal_report("relayed@contoso.test", ORIGINAL, envelope, Attached::Base64);
-    let path = daemon.dir().join("relayed.eml");
-    std::fs::write(&path, &report).expect("write the report");
-    let data = format!("@{}", path.display());
-    let output = support::swaks(&[
-        "--server",
-        &postfix.smtp_addr(),
-        "--from",
-        "postmaster@contoso.test",
-        "--to",
-        JOURNAL_ADDRESS,
-        "--data",
-        &data,
-    ]);
-    assert!(output.status.success(), "{}", transcript(&output));
+    send_report(&daemon, &postfix.smtp_addr(), "relayed.eml", &report);
     postfix.wait_queue_empty(QUEUE_TIMEOUT);
 
     let list = messages(&daemon);
@@ -479,7 +467,7 @@ fn a_report_naming_an_excluded_party_removes_the_stored_message() {
         "Bcc: counsel@lawfirm.test\r\n",
         Attached::SevenBit,
     );
-    let text = send_report(&daemon, "excluded.eml", &report);
+    let text = send_report(&daemon, &daemon.smtp_addr(), "excluded.eml", &report);
     assert!(text.contains("<-  250 2.0.0 OK\n"), "{text}");
     assert!(messages(&daemon).is_empty());
 
@@ -499,7 +487,7 @@ fn a_report_naming_an_excluded_party_removes_the_stored_message() {
         "Bcc: counsel@lawfirm.test\r\n",
         Attached::SevenBit,
     );
-    let text = send_report(&daemon, "second.eml", &second);
+    let text = send_report(&daemon, &daemon.smtp_addr(), "second.eml", &second);
     assert!(text.contains("<-  250 2.0.0 OK\n"), "{text}");
     assert!(messages(&daemon).is_empty(), "{:#?}", messages(&daemon));
 }

@@ -359,15 +359,9 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
     assert!(!answer.contains("AUTH"), "{answer}");
     // base64 of "\0mx-relay\0correct horse battery"
     let plain = "AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==";
-    assert_eq!(
-        status(&c.command(&format!("AUTH PLAIN {plain}"))),
-        "538 5.7.11"
-    );
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "530 5.7.0"
-    );
-    assert_eq!(status(&c.command("QUIT")), "221 2.0.0");
+    c.expect(&format!("AUTH PLAIN {plain}"), "538 5.7.11");
+    c.expect("MAIL FROM:<alice@corp.test>", "530 5.7.0");
+    c.expect("QUIT", "221 2.0.0");
 
     let base = ["--from", "alice@corp.test", "--to", ARCHIVE];
     let with = |extra: &[&'static str]| {
@@ -456,9 +450,9 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
     // Guessing is cut short: failed AUTH counts towards max_errors.
     let mut c = starttls(daemon.ports().smtp, Path::new(&generated_cert(&daemon)));
     let guess = "AUTH PLAIN AG14LXJlbGF5AHdyb25nIGhvcnNlIGJhdHRlcnk=";
-    assert_eq!(status(&c.command(guess)), "535 5.7.8");
-    assert_eq!(status(&c.command(guess)), "535 5.7.8");
-    assert_eq!(status(&c.command(guess)), "535 5.7.8");
+    c.expect(guess, "535 5.7.8");
+    c.expect(guess, "535 5.7.8");
+    c.expect(guess, "535 5.7.8");
     assert_eq!(
         c.reply(),
         "421 4.7.0 too many errors, closing connection\r\n"
@@ -512,10 +506,7 @@ fn lmtp_over_a_unix_socket_takes_mail_from_local_clients() {
 
     // The same daemon refuses SMTP over TCP from loopback, which no network admits.
     let mut c = ehlo(daemon.ports().smtp);
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "530 5.7.0"
-    );
+    c.expect("MAIL FROM:<alice@corp.test>", "530 5.7.0");
 
     // A clean stop removes the socket file.
     let mut daemon = daemon;
@@ -539,27 +530,21 @@ fn auth_is_logged_without_credentials() {
     let port = daemon.ports().smtp;
     // PLAIN with the right and a wrong password.
     let mut c = ehlo(port);
-    assert_eq!(
-        status(&c.command("AUTH PLAIN AG14LXJlbGF5AHdyb25nIGhvcnNl")),
-        "535 5.7.8"
-    );
-    assert_eq!(
-        status(&c.command("AUTH PLAIN AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==")),
-        "235 2.7.0"
+    c.expect("AUTH PLAIN AG14LXJlbGF5AHdyb25nIGhvcnNl", "535 5.7.8");
+    c.expect(
+        "AUTH PLAIN AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==",
+        "235 2.7.0",
     );
     // LOGIN, step by step: "mx-relay", then "correct horse battery".
     let mut c = ehlo(port);
-    assert_eq!(status(&c.command("AUTH LOGIN")), "334");
-    assert_eq!(status(&c.command("bXgtcmVsYXk=")), "334");
-    assert_eq!(
-        status(&c.command("Y29ycmVjdCBob3JzZSBiYXR0ZXJ5")),
-        "235 2.7.0"
-    );
+    c.expect("AUTH LOGIN", "334");
+    c.expect("bXgtcmVsYXk=", "334");
+    c.expect("Y29ycmVjdCBob3JzZSBiYXR0ZXJ5", "235 2.7.0");
     // LOGIN with the name in the first line and a wrong password.
     let mut c = ehlo(port);
-    assert_eq!(status(&c.command("AUTH LOGIN bXgtcmVsYXk=")), "334");
-    assert_eq!(status(&c.command("d3JvbmcgaG9yc2U=")), "535 5.7.8");
-    assert_eq!(status(&c.command("QUIT")), "221 2.0.0");
+    c.expect("AUTH LOGIN bXgtcmVsYXk=", "334");
+    c.expect("d3JvbmcgaG9yc2U=", "535 5.7.8");
+    c.expect("QUIT", "221 2.0.0");
 
     let log = daemon.log();
     assert!(
@@ -690,28 +675,13 @@ fn lmtp_answers_each_recipient_and_routes_sub_addresses_to_projects() {
     // Refused recipients get their 550 at RCPT and no reply after the data; LMTP without
     // an accepted recipient is 503 (RFC 2033 §4.2).
     let mut c = greet(daemon.ports().lmtp, "LHLO").0;
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "250 2.1.0"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<stranger@bcc.test>")),
-        "550 5.1.1"
-    );
-    assert_eq!(status(&c.command("DATA")), "503 5.5.1");
-    assert_eq!(
-        status(&c.command("RCPT TO:<threadsd+Legal@bcc.test>")),
-        "250 2.1.5"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<someone@example.com>")),
-        "550 5.1.1"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<threadsd@bcc.test>")),
-        "250 2.1.5"
-    );
-    assert_eq!(status(&c.command("DATA")), "354");
+    c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+    c.expect("RCPT TO:<stranger@bcc.test>", "550 5.1.1");
+    c.expect("DATA", "503 5.5.1");
+    c.expect("RCPT TO:<threadsd+Legal@bcc.test>", "250 2.1.5");
+    c.expect("RCPT TO:<someone@example.com>", "550 5.1.1");
+    c.expect("RCPT TO:<threadsd@bcc.test>", "250 2.1.5");
+    c.expect("DATA", "354");
     c.send(format!(
         "{}.\r\n",
         message("lmtp-2@corp.test", "two of four")
@@ -779,7 +749,7 @@ fn bdat_chunks_are_stored_as_sent() {
 
     // A refused BDAT still has its octets read (RFC 3030 §2): "NOOP\r\n" here is chunk
     // data, dropped, and not a command.
-    assert_eq!(status(&c.command("BDAT 6\r\nNOOP")), "503 5.5.1");
+    c.expect("BDAT 6\r\nNOOP", "503 5.5.1");
     assert_eq!(c.command("NOOP"), "250 2.0.0 OK\r\n");
     // A transaction that started with BDAT may not switch to DATA (RFC 3030 §3).
     c.send(format!(
@@ -788,8 +758,8 @@ fn bdat_chunks_are_stored_as_sent() {
     assert_eq!(status(&c.reply()), "250 2.1.0");
     assert_eq!(status(&c.reply()), "250 2.1.5");
     assert_eq!(c.reply(), "250 2.0.0 3 octets received\r\n");
-    assert_eq!(status(&c.command("DATA")), "503 5.5.1");
-    assert_eq!(status(&c.command("RSET")), "250 2.0.0");
+    c.expect("DATA", "503 5.5.1");
+    c.expect("RSET", "250 2.0.0");
     assert_eq!(c.command("QUIT"), "221 2.0.0 bye\r\n");
 
     let list = messages(&daemon);
@@ -966,25 +936,13 @@ fn recipients_outside_accept_recipients_are_refused_and_the_session_goes_on() {
     );
 
     let mut c = ehlo(daemon.ports().smtp);
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "250 2.1.0"
-    );
-    assert_eq!(status(&c.command("RCPT TO:<bob@example.com>")), "550 5.1.1");
-    assert_eq!(status(&c.command("RCPT TO:<other@bcc.test>")), "550 5.1.1");
-    assert_eq!(
-        status(&c.command("RCPT TO:<archive@bcc.test.evil.test>")),
-        "550 5.1.1"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<archive+Legal@bcc.test>")),
-        "250 2.1.5"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<ARCHIVE@BCC.TEST>")),
-        "250 2.1.5"
-    );
-    assert_eq!(status(&c.command("DATA")), "354");
+    c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+    c.expect("RCPT TO:<bob@example.com>", "550 5.1.1");
+    c.expect("RCPT TO:<other@bcc.test>", "550 5.1.1");
+    c.expect("RCPT TO:<archive@bcc.test.evil.test>", "550 5.1.1");
+    c.expect("RCPT TO:<archive+Legal@bcc.test>", "250 2.1.5");
+    c.expect("RCPT TO:<ARCHIVE@BCC.TEST>", "250 2.1.5");
+    c.expect("DATA", "354");
     c.send(format!(
         "{}.\r\n",
         message("accepted@corp.test", "accepted")
@@ -1014,15 +972,9 @@ fn messages_over_the_size_limit_are_refused_and_the_session_goes_on() {
         "552 5.3.4 message too big\r\n"
     );
     // An undeclared size over the limit is refused after the data.
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test> SIZE=1024")),
-        "250 2.1.0"
-    );
-    assert_eq!(
-        status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-        "250 2.1.5"
-    );
-    assert_eq!(status(&c.command("DATA")), "354");
+    c.expect("MAIL FROM:<alice@corp.test> SIZE=1024", "250 2.1.0");
+    c.expect(&format!("RCPT TO:<{ARCHIVE}>"), "250 2.1.5");
+    c.expect("DATA", "354");
     let big = format!(
         "{}{}\r\n",
         message("too-big@corp.test", "too big"),
@@ -1032,10 +984,7 @@ fn messages_over_the_size_limit_are_refused_and_the_session_goes_on() {
     assert_eq!(c.reply(), "552 5.3.4 message too big\r\n");
     // The transaction is over, the session is not.
     assert_eq!(c.command("NOOP"), "250 2.0.0 OK\r\n");
-    assert_eq!(
-        status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-        "503 5.5.1"
-    );
+    c.expect(&format!("RCPT TO:<{ARCHIVE}>"), "503 5.5.1");
     // The same over BDAT.
     c.send(format!(
         "MAIL FROM:<alice@corp.test>\r\nRCPT TO:<{ARCHIVE}>\r\nBDAT {} LAST\r\n{big}",
@@ -1102,25 +1051,16 @@ fn recipients_over_the_limit_get_452_which_is_not_an_error() {
     // Three 452s would close the session if they counted towards max_errors.
     let daemon = Daemon::start("[smtp]\nmax_recipients = 2\nmax_errors = 2\n");
     let mut c = ehlo(daemon.ports().smtp);
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "250 2.1.0"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<archive@bcc.test>")),
-        "250 2.1.5"
-    );
-    assert_eq!(
-        status(&c.command("RCPT TO:<archive+Sales@bcc.test>")),
-        "250 2.1.5"
-    );
+    c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+    c.expect("RCPT TO:<archive@bcc.test>", "250 2.1.5");
+    c.expect("RCPT TO:<archive+Sales@bcc.test>", "250 2.1.5");
     for extra in ["archive+Legal", "archive+HR", "archive+IT"] {
         assert_eq!(
             c.command(&format!("RCPT TO:<{extra}@bcc.test>")),
             "452 4.5.3 too many recipients\r\n"
         );
     }
-    assert_eq!(status(&c.command("DATA")), "354");
+    c.expect("DATA", "354");
     c.send(format!(
         "{}.\r\n",
         message("two-rcpts@corp.test", "two recipients")
@@ -1146,8 +1086,8 @@ fn protocol_errors_are_answered_and_the_session_goes_on() {
         c.command("MAIL FROM:<alice@corp.test>"),
         "503 5.5.1 send EHLO first\r\n"
     );
-    assert_eq!(status(&c.command("LHLO client.test")), "500 5.5.1");
-    assert_eq!(status(&c.command("EHLO client.test")), "250");
+    c.expect("LHLO client.test", "500 5.5.1");
+    c.expect("EHLO client.test", "250");
     assert_eq!(
         c.command("FROB the widget"),
         "500 5.5.2 syntax error, command unrecognized\r\n"
@@ -1156,20 +1096,14 @@ fn protocol_errors_are_answered_and_the_session_goes_on() {
         c.command("EXPN staff"),
         "502 5.5.1 command not implemented\r\n"
     );
-    assert_eq!(status(&c.command("VRFY bob")), "252 2.5.0");
+    c.expect("VRFY bob", "252 2.5.0");
     assert_eq!(c.command("DATA"), "503 5.5.1 send MAIL first\r\n");
     assert_eq!(
         c.command(&format!("RCPT TO:<{ARCHIVE}>")),
         "503 5.5.1 send MAIL first\r\n"
     );
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "250 2.1.0"
-    );
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "503 5.5.1"
-    );
+    c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+    c.expect("MAIL FROM:<alice@corp.test>", "503 5.5.1");
     // RFC 5321 §3.3 allows 503 or 554 for DATA without a recipient; SMTP gets 554 here,
     // as RFC 2920 §3.1 expects of a pipelining server (LMTP gets 503).
     assert_eq!(c.command("DATA"), "554 5.5.1 no valid recipients\r\n");
@@ -1180,18 +1114,12 @@ fn protocol_errors_are_answered_and_the_session_goes_on() {
         c.command("NOOP\rRSET"),
         "501 5.5.2 bare CR in command line\r\n"
     );
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test> FROB=1")),
-        "555 5.5.4"
-    );
+    c.expect("MAIL FROM:<alice@corp.test> FROB=1", "555 5.5.4");
 
     // A twelfth failure would close it (max_errors); after these eleven it still delivers.
     assert_eq!(c.command("NOOP"), "250 2.0.0 OK\r\n");
-    assert_eq!(
-        status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-        "250 2.1.5"
-    );
-    assert_eq!(status(&c.command("DATA")), "354");
+    c.expect(&format!("RCPT TO:<{ARCHIVE}>"), "250 2.1.5");
+    c.expect("DATA", "354");
     c.send(format!(
         "{}.\r\n",
         message("after-errors@corp.test", "after errors")
@@ -1209,9 +1137,9 @@ fn protocol_errors_are_answered_and_the_session_goes_on() {
 fn too_many_errors_close_the_session_with_421() {
     let daemon = Daemon::start("[smtp]\nmax_errors = 3\n");
     let mut c = ehlo(daemon.ports().smtp);
-    assert_eq!(status(&c.command("FROB 1")), "500 5.5.2");
-    assert_eq!(status(&c.command("DATA")), "503 5.5.1");
-    assert_eq!(status(&c.command("FROB 3")), "500 5.5.2");
+    c.expect("FROB 1", "500 5.5.2");
+    c.expect("DATA", "503 5.5.1");
+    c.expect("FROB 3", "500 5.5.2");
     assert_eq!(
         c.reply(),
         "421 4.7.0 too many errors, closing connection\r\n"
@@ -1310,15 +1238,9 @@ fn silent_clients_time_out_with_421() {
         // timeout is fine, one longer than the data timeout is not.
         scope.spawn(|| {
             let mut c = ehlo(port);
-            assert_eq!(
-                status(&c.command("MAIL FROM:<alice@corp.test>")),
-                "250 2.1.0"
-            );
-            assert_eq!(
-                status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-                "250 2.1.5"
-            );
-            assert_eq!(status(&c.command("DATA")), "354");
+            c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+            c.expect(&format!("RCPT TO:<{ARCHIVE}>"), "250 2.1.5");
+            c.expect("DATA", "354");
             c.send("Subject: slow\r\n");
             std::thread::sleep(Duration::from_millis(1500));
             c.send("\r\nstill here\r\n");
@@ -1338,15 +1260,9 @@ fn silent_clients_time_out_with_421() {
         // Gone in the middle of a message.
         scope.spawn(|| {
             let mut c = ehlo(port);
-            assert_eq!(
-                status(&c.command("MAIL FROM:<alice@corp.test>")),
-                "250 2.1.0"
-            );
-            assert_eq!(
-                status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-                "250 2.1.5"
-            );
-            assert_eq!(status(&c.command("DATA")), "354");
+            c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+            c.expect(&format!("RCPT TO:<{ARCHIVE}>"), "250 2.1.5");
+            c.expect("DATA", "354");
             c.send(message("cut-off@corp.test", "cut off"));
         });
     });
@@ -1459,8 +1375,8 @@ fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
 
     // The session goes on, the daemon stays up, and nothing more is acknowledged while the
     // store cannot write.
-    assert_eq!(status(&c.command("RSET")), "250 2.0.0");
-    assert_eq!(status(&c.command("NOOP")), "250 2.0.0");
+    c.expect("RSET", "250 2.0.0");
+    c.expect("NOOP", "250 2.0.0");
     let again = send_message(&mut c, &message("after-full@corp.test", "again"));
     assert_eq!(status(&again), "451 4.3.0", "{again}");
     assert!(daemon.is_running(), "threadsd died:\n{}", daemon.log());
@@ -1972,15 +1888,9 @@ fn floods_are_answered_in_order_and_bounded() {
 
     // Eight times the size limit of message text: counted and dropped, then 552, and the
     // session is still good for a message that fits.
-    assert_eq!(
-        status(&c.command("MAIL FROM:<alice@corp.test>")),
-        "250 2.1.0"
-    );
-    assert_eq!(
-        status(&c.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-        "250 2.1.5"
-    );
-    assert_eq!(status(&c.command("DATA")), "354");
+    c.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
+    c.expect(&format!("RCPT TO:<{ARCHIVE}>"), "250 2.1.5");
+    c.expect("DATA", "354");
     let line = format!("{}\r\n", "o".repeat(998));
     let block = line.repeat(1024);
     for _ in 0..8 {
@@ -2000,10 +1910,7 @@ fn sigterm_lets_an_open_transaction_finish_and_closes_idle_sessions() {
     let port = daemon.ports().smtp;
     let mut idle = ehlo(port);
     let mut busy = ehlo(port);
-    assert_eq!(
-        status(&busy.command("MAIL FROM:<alice@corp.test>")),
-        "250 2.1.0"
-    );
+    busy.expect("MAIL FROM:<alice@corp.test>", "250 2.1.0");
 
     signal(&daemon, "TERM");
     assert_eq!(
@@ -2018,11 +1925,8 @@ fn sigterm_lets_an_open_transaction_finish_and_closes_idle_sessions() {
     assert!(refused, "the listener still accepts after SIGTERM");
 
     // The transaction under way is stored, durably, before its session is closed.
-    assert_eq!(
-        status(&busy.command(&format!("RCPT TO:<{ARCHIVE}>"))),
-        "250 2.1.5"
-    );
-    assert_eq!(status(&busy.command("DATA")), "354");
+    busy.expect(&format!("RCPT TO:<{ARCHIVE}>"), "250 2.1.5");
+    busy.expect("DATA", "354");
     busy.send(format!(
         "{}.\r\n",
         message("in-flight@corp.test", "in flight")

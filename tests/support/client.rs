@@ -76,6 +76,15 @@ impl<S: Read + Write> SmtpClient<S> {
         self.reply()
     }
 
+    /// Sends `line` with CRLF and asserts that the reply's codes (see [`status`]) are
+    /// `expected`; returns the reply.
+    #[track_caller]
+    pub fn expect(&mut self, line: &str, expected: &str) -> String {
+        let reply = self.command(line);
+        assert_eq!(status(&reply), expected, "{line:?} was answered {reply:?}");
+        reply
+    }
+
     /// Reads until the server closes; true if it closed without sending anything more.
     pub fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
