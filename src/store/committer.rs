@@ -183,9 +183,7 @@ fn answerer() -> Option<mpsc::UnboundedSender<Answers>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Answers>();
     handle.spawn(async move {
         while let Some(answers) = rx.recv().await {
-            for (reply, outcome) in answers {
-                reply(outcome);
-            }
+            answer(answers);
         }
     });
     Some(tx)

@@ -168,8 +168,10 @@ impl Store {
     /// and of any side files (ARCHITECTURE.md §3).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
-        let log = self.inner.path.join("sled").join("db");
-        self.inner.log.sync_data().map_err(|e| io_error(&log, e))?;
+        self.inner
+            .log
+            .sync_data()
+            .map_err(|e| io_error(&self.inner.path.join("sled").join("db"), e))?;
         self.sync_blobs()?;
         self.inner
             .syncs
