@@ -150,6 +150,11 @@ pub struct SmtpConfig {
     pub max_connections_per_client: usize,
     /// Failed commands before the session is closed with 421.
     pub max_errors: usize,
+    /// Failed AUTH attempts from one client address, over all its connections, before
+    /// AUTH from it is refused (454 4.7.0) for the rest of `auth_failure_window`.
+    pub max_auth_failures: u32,
+    /// The window `max_auth_failures` is counted in, from the first failure.
+    pub auth_failure_window: Seconds,
     /// RFC 5321 §4.5.3.2: at least 5 minutes for a command.
     pub command_timeout: Seconds,
     /// RFC 5321 §4.5.3.2.6: 10 minutes between data blocks.
@@ -180,6 +185,8 @@ impl Default for SmtpConfig {
             max_connections: 1024,
             max_connections_per_client: 128,
             max_errors: 10,
+            max_auth_failures: 10,
+            auth_failure_window: Seconds(900),
             command_timeout: Seconds(300),
             data_timeout: Seconds(600),
             shutdown_grace: Seconds(30),
@@ -509,6 +516,15 @@ impl Config {
             return fail(
                 "smtp.max_connections",
                 "connection limits must be at least 1".into(),
+            );
+        }
+        if self.smtp.max_auth_failures == 0 {
+            return fail("smtp.max_auth_failures", "must be at least 1".into());
+        }
+        if self.smtp.auth_failure_window.0 == 0 {
+            return fail(
+                "smtp.auth_failure_window",
+                "must be at least 1 second".into(),
             );
         }
         if self.smtp.command_timeout.0 == 0 || self.smtp.data_timeout.0 == 0 {

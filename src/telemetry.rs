@@ -47,6 +47,9 @@ pub mod names {
     pub const SMTP_BYTES: &str = "threadsd_smtp_bytes_received_total";
     /// Histogram: seconds from the end of data to the reply, by `listener`.
     pub const SMTP_ACK_SECONDS: &str = "threadsd_smtp_ack_duration_seconds";
+    /// Counter: SMTP AUTH attempts, by `listener` and `outcome` (`success`, `failure`,
+    /// `locked_out`: refused unchecked after too many failures from the address).
+    pub const SMTP_AUTH: &str = "threadsd_smtp_auth_total";
     /// Counter: DKIM/SPF/DMARC verifications done after acknowledgement, by `outcome`.
     pub const AUTH_CHECKS: &str = "threadsd_auth_checks_total";
 }
@@ -199,6 +202,12 @@ pub fn smtp_message(
     }
 }
 
+/// One SMTP AUTH attempt that reached a verdict.
+pub fn smtp_auth(listener: ListenerLabel, outcome: &'static str) {
+    metrics::counter!(names::SMTP_AUTH, "listener" => listener.as_str(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// The outcome of one sender check, as a metric label: the DMARC result, unless the check
 /// did not finish or did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +283,7 @@ pub fn describe_metrics() {
         names::SMTP_ACK_SECONDS,
         "Seconds from end of data to the reply"
     );
+    describe_counter!(names::SMTP_AUTH, "SMTP AUTH attempts by outcome");
     describe_counter!(
         names::AUTH_CHECKS,
         "Sender authentication checks by outcome"

@@ -571,7 +571,11 @@ fn auth_is_logged_without_credentials() {
 #[test]
 fn auth_floods_are_checked_a_few_at_a_time() {
     const ATTEMPTS: usize = 48;
-    let daemon = Daemon::start("[smtp]\nallow_networks = []\nauth_without_tls = true\n");
+    // Every attempt comes from 127.0.0.1: the per-address lock-out is lifted far above the
+    // flood, so that each attempt reaches the password check this test is about.
+    let daemon = Daemon::start(
+        "[smtp]\nallow_networks = []\nauth_without_tls = true\nmax_auth_failures = 1000\n",
+    );
     let added = daemon.cli_stdin(
         &["relay", "add", "mx-relay", "--password-stdin"],
         b"correct horse battery",
@@ -619,6 +623,91 @@ fn auth_floods_are_checked_a_few_at_a_time() {
         "{ATTEMPTS} concurrent AUTH attempts grew the daemon by {grew_mib} MiB (at most \
          {allowed} MiB for {threads} checking threads)"
     );
+}
+
+/// A password guesser that reconnects keeps its count: past `max_auth_failures` from one
+/// address, AUTH from it is refused without a check until the window ends, while other
+/// addresses and the refused session itself go on.
+#[test]
+fn repeated_auth_failures_lock_the_address_out_until_the_window_ends() {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let daemon = Daemon::start(&format!(
+        "[smtp]\nallow_networks = []\nauth_without_tls = true\nmax_auth_failures = 2\n\
+         auth_failure_window = \"{}s\"\n",
+        WINDOW.as_secs()
+    ));
+    let added = daemon.cli_stdin(
+        &["relay", "add", "mx-relay", "--password-stdin"],
+        b"correct horse battery",
+    );
+    assert!(added.status.success(), "{}", transcript(&added));
+    let smtp = daemon.smtp_addr();
+    let with_password = |password: &'static str, id: &'static str| {
+        let mut args: Vec<&str> = vec!["--server", &smtp, "--from", "alice@corp.test"];
+        args.extend(["--to", ARCHIVE, "-a", "PLAIN", "-au", "mx-relay"]);
+        args.extend(["-ap", password, "--header", id]);
+        args
+    };
+
+    let first_failure = Instant::now();
+    for _ in 0..2 {
+        let t = swaks_refused(&with_password(
+            "wrong horse",
+            "Message-Id: <guess@corp.test>",
+        ));
+        assert!(t.contains("<** 535 5.7.8"), "{t}");
+    }
+    let right = with_password("correct horse battery", "Message-Id: <locked@corp.test>");
+    let t = swaks_refused(&right);
+    assert!(
+        t.contains("<** 454 4.7.0 too many failed authentications from your address"),
+        "{t}"
+    );
+    // The refused session goes on; another address is not affected.
+    let port = daemon.ports().smtp;
+    let mut c = ehlo(port);
+    c.expect(
+        "AUTH PLAIN AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==",
+        "454 4.7.0",
+    );
+    c.expect("NOOP", "250 2.0.0");
+    let mut other = connect_from([127, 0, 0, 2], port);
+    assert_eq!(status(&other.reply()), "220");
+    other.expect("EHLO client.test", "250");
+    other.expect(
+        "AUTH PLAIN AG14LXJlbGF5AGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==",
+        "235 2.7.0",
+    );
+    assert!(
+        first_failure.elapsed() < WINDOW,
+        "the lock-out checks took longer than the window; nothing above was tested"
+    );
+    assert!(messages(&daemon).is_empty());
+
+    std::thread::sleep(WINDOW.saturating_sub(first_failure.elapsed()) + Duration::from_millis(200));
+    let t = swaks_ok(&with_password(
+        "correct horse battery",
+        "Message-Id: <after-window@corp.test>",
+    ));
+    assert!(t.contains("<-  235 2.7.0"), "{t}");
+    assert_eq!(
+        only_message(&daemon)["message_id"],
+        "after-window@corp.test"
+    );
+
+    assert!(
+        daemon
+            .log()
+            .contains("relay authentication refused: too many failures from this address")
+    );
+    let text = daemon.metrics();
+    let value = |outcome: &str| {
+        let sample = format!("threadsd_smtp_auth_total{{listener=\"smtp\",outcome=\"{outcome}\"}}");
+        metric(&text, &sample).unwrap_or_else(|| panic!("no {sample}:\n{text}"))
+    };
+    assert_eq!(value("failure"), 2.0, "{text}");
+    assert_eq!(value("locked_out"), 2.0, "{text}");
+    assert_eq!(value("success"), 2.0, "{text}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::admin::{Admin, socket};
 use crate::config::{Config, ListenAddr};
 use crate::net::{ConnectionLimiter, Listener, TlsStore};
 use crate::sender_auth::Verifier;
-use crate::smtp::{ListenerKind, Server, SessionConfig};
+use crate::smtp::{AuthLimiter, ListenerKind, Server, SessionConfig};
 use crate::telemetry::{self, names};
 use backend::DaemonBackend;
 
@@ -64,6 +64,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.smtp.max_connections,
         config.smtp.max_connections_per_client,
     );
+    let auth_limiter = AuthLimiter::new(
+        config.smtp.max_auth_failures,
+        config.smtp.auth_failure_window.duration(),
+    );
     let mut servers = Vec::new();
     for (addrs, kind) in [
         (&config.smtp.listen, ListenerKind::Smtp),
@@ -77,6 +81,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 config: session.clone(),
                 tls: Some(tls.clone()),
                 limiter: limiter.clone(),
+                auth_limiter: auth_limiter.clone(),
                 backend: backend.clone(),
             };
             servers.push(tokio::spawn(server.serve(listener, stop_rx.clone())));

@@ -26,6 +26,7 @@ use crate::model::Secret;
 use crate::net::{Connection, ConnectionLimiter, Listener, TlsStore};
 use crate::telemetry::{self, ListenerLabel, SmtpOutcome};
 
+use super::auth_limit::AuthLimiter;
 use super::delivery::{Delivery, outcome};
 use super::session::{Action, PeerInfo, Protocol, Session, SessionConfig, TlsState};
 
@@ -103,6 +104,8 @@ pub struct Server<B> {
     pub tls: Option<TlsStore>,
     /// Shared by every listener of the daemon.
     pub limiter: ConnectionLimiter,
+    /// Failed AUTH attempts per client address; shared by every listener of the daemon.
+    pub auth_limiter: AuthLimiter,
     pub backend: Arc<B>,
 }
 
@@ -388,8 +391,16 @@ where
                 }
                 Action::Authenticate { identity, password } => {
                     self.flush().await?;
-                    let backend = &self.server.backend;
-                    let ok = backend.verify_relay(&identity, &password).await;
+                    let label = self.server.kind.label();
+                    let limiter = &self.server.auth_limiter;
+                    if !limiter.allows(self.ip) {
+                        telemetry::smtp_auth(label, "locked_out");
+                        queue.extend(self.session.authentication_locked_out());
+                        continue;
+                    }
+                    let ok = self.server.backend.verify_relay(&identity, &password).await;
+                    limiter.record(self.ip, ok);
+                    telemetry::smtp_auth(label, if ok { "success" } else { "failure" });
                     queue.extend(self.session.authenticated(ok));
                 }
                 Action::StartTls => {
@@ -681,6 +692,7 @@ mod tests {
             config: Arc::new(config),
             tls: Some(tls.clone()),
             limiter,
+            auth_limiter: AuthLimiter::new(3, Duration::from_secs(60)),
             backend: Arc::clone(&backend),
         };
         let (stop, stopped) = watch::channel(false);
@@ -848,6 +860,29 @@ mod tests {
             submission.source.envelope.as_ref().unwrap().mail_from,
             "a@x.test"
         );
+    }
+
+    #[tokio::test]
+    async fn auth_failures_lock_the_address_out_across_connections() {
+        let mut config = config(false);
+        config.auth_without_tls = true;
+        let running = start(ListenerKind::Smtp, config, limiter()).await;
+        // The test server allows three failures a minute.
+        for _ in 0..3 {
+            let mut c = connect(&running.addr).await;
+            c.reply().await;
+            c.command("EHLO client.test\r\n").await;
+            let reply = c.command("AUTH PLAIN AHJlbGF5AHdyb25n\r\n").await;
+            assert!(reply.starts_with("535 5.7.8"), "{reply}");
+        }
+        let mut c = connect(&running.addr).await;
+        c.reply().await;
+        c.command("EHLO client.test\r\n").await;
+        // Locked out: even the right password is not checked.
+        let reply = c.command("AUTH PLAIN AHJlbGF5AHNlY3JldA==\r\n").await;
+        assert!(reply.starts_with("454 4.7.0"), "{reply}");
+        // The session goes on.
+        assert!(c.command("NOOP\r\n").await.starts_with("250"));
     }
 
     #[tokio::test]

@@ -2,11 +2,13 @@
 //! per verb with logic, and the tokio listener that drives sessions over sockets.
 //!
 //! Wiring: build one [`SessionConfig::new`] from the configuration, one
-//! [`crate::net::TlsStore`] and one [`crate::net::ConnectionLimiter`] for the daemon, then
+//! [`crate::net::TlsStore`], one [`crate::net::ConnectionLimiter`] and one [`AuthLimiter`] for
+//! the daemon, then
 //! for every bound [`crate::net::Listener`] run a [`Server`] of the matching
 //! [`ListenerKind`] with the daemon's [`Backend`] and a shutdown `watch` channel.
 
 mod auth;
+mod auth_limit;
 mod bdat;
 mod data;
 mod delivery;
@@ -18,6 +20,7 @@ mod reply;
 mod session;
 mod starttls;
 
+pub use auth_limit::AuthLimiter;
 pub use delivery::{Body, Delivery, outcome};
 pub use listener::{Backend, ListenerKind, Server, StoredMessage};
 pub use session::{

@@ -162,6 +162,12 @@ pub(crate) const BAD_SASL: Reply = Reply::fixed(501, "5.5.2", "malformed authent
 pub(crate) const BAD_BASE64: Reply = Reply::fixed(501, "5.5.2", "cannot decode base64 response");
 pub(crate) const BAD_CREDENTIALS: Reply =
     Reply::fixed(535, "5.7.8", "authentication credentials invalid");
+// RFC 4954 §6: 454 4.7.0, a temporary authentication failure.
+pub(crate) const AUTH_LOCKED_OUT: Reply = Reply::fixed(
+    454,
+    "4.7.0",
+    "too many failed authentications from your address, try again later",
+);
 pub(crate) const TOO_MANY_ERRORS: Reply =
     Reply::fixed(421, "4.7.0", "too many errors, closing connection");
 pub(crate) const TIMEOUT: Reply = Reply::fixed(421, "4.4.2", "timeout, closing connection");

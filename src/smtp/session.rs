@@ -298,6 +298,24 @@ impl Session {
         out
     }
 
+    /// The answer to [`Action::Authenticate`] when the client's address has failed too
+    /// often lately: the credentials were not checked.
+    pub fn authentication_locked_out(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        let State::AwaitAuth { identity } = &mut self.state else {
+            return out;
+        };
+        let logged: String = identity.chars().take(MAX_LOGGED_IDENTITY).collect();
+        self.state = State::Command;
+        tracing::warn!(
+            auth.identity = ?logged,
+            "relay authentication refused: too many failures from this address"
+        );
+        self.answer(&mut out, reply::AUTH_LOCKED_OUT);
+        self.run(&mut out);
+        out
+    }
+
     /// The TLS handshake after [`Action::StartTls`] succeeded.
     pub fn tls_started(&mut self) -> Vec<Action> {
         if !matches!(self.state, State::AwaitTls) {
