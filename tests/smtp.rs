@@ -1421,7 +1421,8 @@ fn excluded_mail_is_acknowledged_and_not_stored() {
 
 /// A store that cannot write (here: a file size limit, which fails sled's log writes the
 /// way a full disk does) answers 451 4.3.0, keeps the session and the daemon going, and
-/// loses nothing it acknowledged before.
+/// loses nothing it acknowledged before. Once there is room again (the limit lifted, as
+/// freeing disk space would) it takes mail again without a restart.
 #[test]
 fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
     let mut daemon = Daemon::configure("");
@@ -1472,28 +1473,60 @@ fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
     let failures = metric(&daemon.metrics(), "threadsd_commit_failures_total");
     assert!(failures.is_some_and(|n| n >= 1.0), "{failures:?}");
     assert!(daemon.log().contains("sync failed"), "{}", daemon.log());
+
+    // Room again: within a few seconds the daemon reopens the store and takes mail, in the
+    // same session, without a restart.
+    daemon.lift_file_size_limit();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resumed = loop {
+        let reply = send_message(&mut c, &message("after-room@corp.test", "room again"));
+        if status(&reply) == "250 2.0.0" {
+            break reply;
+        }
+        assert_eq!(status(&reply), "451 4.3.0", "{reply}");
+        assert!(
+            Instant::now() < deadline,
+            "still 451 20 s after the limit was lifted:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(resumed.contains("stored as"), "{resumed}");
+    assert!(daemon.log().contains("store reopened"), "{}", daemon.log());
+    acknowledged.push("after-room@corp.test".to_owned());
     drop(c);
 
-    // Without the limit, the store opens with every acknowledged message once.
+    let stored_ids = |daemon: &Daemon| -> Vec<String> {
+        messages(daemon)
+            .iter()
+            .map(|m| m["message_id"].as_str().expect("message_id").to_string())
+            .collect()
+    };
+    let check = |stored: Vec<String>, when: &str| {
+        let unique: BTreeSet<&String> = stored.iter().collect();
+        assert_eq!(
+            unique.len(),
+            stored.len(),
+            "a message stored twice ({when})"
+        );
+        let missing: Vec<&String> = acknowledged
+            .iter()
+            .filter(|id| !unique.contains(id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged messages lost ({when}): {missing:?}",
+            missing.len(),
+            acknowledged.len()
+        );
+    };
+    check(stored_ids(&daemon), "after the reopen");
+
+    // A restart opens the store with every acknowledged message once.
     daemon.stop();
     daemon.set_file_size_limit_kib(None);
     daemon.launch();
-    let stored: Vec<String> = messages(&daemon)
-        .iter()
-        .map(|m| m["message_id"].as_str().expect("message_id").to_string())
-        .collect();
-    let unique: BTreeSet<&String> = stored.iter().collect();
-    assert_eq!(unique.len(), stored.len(), "a message stored twice");
-    let missing: Vec<&String> = acknowledged
-        .iter()
-        .filter(|id| !unique.contains(id))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged messages lost: {missing:?}",
-        missing.len(),
-        acknowledged.len()
-    );
+    check(stored_ids(&daemon), "after a restart");
     let mut c = ehlo(daemon.ports().smtp);
     let reply = send_message(&mut c, &message("after-restart@corp.test", "fine"));
     assert_eq!(status(&reply), "250 2.0.0", "{reply}");

@@ -121,7 +121,7 @@ fn watch_file_size_limit() -> anyhow::Result<()> {
         while xfsz.recv().await.is_some() {
             tracing::error!(
                 "a store write went over the process's file size limit (RLIMIT_FSIZE); \
-                 raise the limit and restart threadsd"
+                 mail is deferred until the limit is raised"
             );
         }
     });

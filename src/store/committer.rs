@@ -12,13 +12,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::Encoded;
 use super::txn::{Overlay, Txn, to_batch};
-use super::{Store, StoreError};
+use super::{Handles, Store, StoreError};
 use crate::ingest::{Ack, Prepared};
 use crate::policy::PolicyOptions;
 use crate::telemetry;
@@ -50,7 +50,48 @@ struct Done {
     reply: Reply,
 }
 
-type Work = Box<dyn FnOnce(&mut Txn<'_>, &CommitOptions) -> Done + Send>;
+/// A job for the committer: run inside a batch, or answered with an error when no batch
+/// can run because the store is being reopened.
+trait Task: Send {
+    fn run(self: Box<Self>, txn: &mut Txn<'_>, options: &CommitOptions) -> Done;
+    fn fail(self: Box<Self>, error: String);
+}
+
+type Work = Box<dyn Task>;
+
+/// A closure and the waiter for its result.
+struct Call<F, R> {
+    f: F,
+    tx: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Task for Call<F, R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Txn<'_>, &CommitOptions) -> Result<R, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, txn: &mut Txn<'_>, options: &CommitOptions) -> Done {
+        let Call { f, tx } = *self;
+        match f(txn, options) {
+            Ok(value) => Done {
+                keep: true,
+                reply: Box::new(move |synced| {
+                    let _ = tx.send(synced.map(|()| value).map_err(commit_failed));
+                }),
+            },
+            Err(e) => Done {
+                keep: false,
+                reply: Box::new(move |_| {
+                    let _ = tx.send(Err(e));
+                }),
+            },
+        }
+    }
+
+    fn fail(self: Box<Self>, error: String) {
+        let _ = self.tx.send(Err(commit_failed(error)));
+    }
+}
 
 enum Job {
     Work { work: Work, bytes: usize },
@@ -63,6 +104,8 @@ struct Applied {
     /// Whether sled took the batch; a batch it refused is answered with the error.
     outcome: Result<(), String>,
     started: Instant,
+    /// The sled instance the batch went into: the one its sync must cover.
+    handles: Arc<Handles>,
 }
 
 /// Answers that are ready, handed to the runtime in one go: waking many tasks from a
@@ -134,20 +177,7 @@ impl Committer {
         F: FnOnce(&mut Txn<'_>, &CommitOptions) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let work: Work = Box::new(move |txn, options| match f(txn, options) {
-            Ok(value) => Done {
-                keep: true,
-                reply: Box::new(move |synced| {
-                    let _ = tx.send(synced.map(|()| value).map_err(commit_failed));
-                }),
-            },
-            Err(e) => Done {
-                keep: false,
-                reply: Box::new(move |_| {
-                    let _ = tx.send(Err(e));
-                }),
-            },
-        });
+        let work: Work = Box::new(Call { f, tx });
         self.tx
             .send(Job::Work { work, bytes })
             .await
@@ -196,6 +226,7 @@ fn apply_loop(
     applied: std_mpsc::SyncSender<Applied>,
 ) {
     let mut stopping = false;
+    let mut last_reopen = None;
     while !stopping {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -218,7 +249,10 @@ fn apply_loop(
                 next = rx.try_recv().ok();
             }
         }
-        if applied.send(apply(&store, &options, jobs)).is_err() {
+        reopen_if_failed(&store, &mut last_reopen);
+        if let Some(batch) = apply(&store, &options, jobs)
+            && applied.send(batch).is_err()
+        {
             return;
         }
     }
@@ -227,21 +261,51 @@ fn apply_loop(
     while let Ok(Job::Work { work, .. }) = rx.try_recv() {
         rest.push(work);
     }
-    if !rest.is_empty() {
-        let _ = applied.send(apply(&store, &options, rest));
+    if !rest.is_empty()
+        && let Some(batch) = apply(&store, &options, rest)
+    {
+        let _ = applied.send(batch);
     }
     // Dropping `applied` tells the syncer to finish.
 }
 
-/// Runs each job in its own view of the batch, then hands the batch to sled.
-fn apply(store: &Store, options: &CommitOptions, jobs: Vec<Work>) -> Applied {
+/// After a write failed for want of space, tries at most this often to open the store
+/// again; jobs in between are answered with the failure (451 to SMTP clients).
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Replaces a store instance that failed for want of space, so that mail is taken again
+/// once there is room, without a restart.
+fn reopen_if_failed(store: &Store, last: &mut Option<Instant>) {
+    if !store.needs_reopen() || last.is_some_and(|t: Instant| t.elapsed() < REOPEN_INTERVAL) {
+        return;
+    }
+    *last = Some(Instant::now());
+    match store.reopen() {
+        Ok(()) => tracing::warn!("store reopened after running out of space; writes resume"),
+        Err(e) => tracing::debug!(error = %e, "store not reopened yet"),
+    }
+}
+
+/// Runs each job in its own view of the batch, then hands the batch to sled. Without an
+/// open store, answers every job with the error instead.
+fn apply(store: &Store, options: &CommitOptions, jobs: Vec<Work>) -> Option<Applied> {
     let started = Instant::now();
+    let handles = match store.handles() {
+        Ok(handles) => handles,
+        Err(e) => {
+            let e = e.to_string();
+            for work in jobs {
+                work.fail(e.clone());
+            }
+            return None;
+        }
+    };
     let mut batch = Overlay::new();
     let mut replies = Vec::with_capacity(jobs.len());
 
     for work in jobs {
-        let mut txn = Txn::new(store.db(), store.tree(), &batch);
-        let done = catch_unwind(AssertUnwindSafe(|| work(&mut txn, options)));
+        let mut txn = Txn::new(&handles.db, &handles.tree, &batch);
+        let done = catch_unwind(AssertUnwindSafe(|| work.run(&mut txn, options)));
         match done {
             Ok(Done { keep, reply }) => {
                 if keep {
@@ -258,16 +322,18 @@ fn apply(store: &Store, options: &CommitOptions, jobs: Vec<Work>) -> Applied {
     let outcome = if batch.is_empty() {
         Ok(())
     } else {
-        store
-            .tree()
-            .apply_batch(to_batch(batch))
-            .map_err(|e| StoreError::from(e).to_string())
+        handles.tree.apply_batch(to_batch(batch)).map_err(|e| {
+            let e = StoreError::from(e);
+            store.note_failure(&e);
+            e.to_string()
+        })
     };
-    Applied {
+    Some(Applied {
         replies,
         outcome,
         started,
-    }
+        handles,
+    })
 }
 
 fn sync_loop(
@@ -281,16 +347,37 @@ fn sync_loop(
 
         let jobs: usize = round.iter().map(|a| a.replies.len()).sum();
         let started = round[0].started;
-        let synced = store.sync().map_err(|e| e.to_string());
-        if let Err(e) = &synced {
-            tracing::error!(error = %e, jobs, "sync failed; no job it covered acknowledged");
-            telemetry::count_commit_failure();
+        // Every instance the round's batches went into (one, unless the store was just
+        // reopened) is synced; a batch is answered by the sync of its own.
+        let mut synced: Vec<(&Arc<Handles>, Result<(), String>)> = Vec::new();
+        for batch in &round {
+            if synced.iter().any(|(h, _)| Arc::ptr_eq(h, &batch.handles)) {
+                continue;
+            }
+            let result = store
+                .sync_handles(&batch.handles)
+                .map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, jobs, "sync failed; no job it covered acknowledged");
+                telemetry::count_commit_failure();
+            }
+            synced.push((&batch.handles, result));
         }
         telemetry::record_commit(jobs, started.elapsed());
+        let outcomes: Vec<Result<(), String>> = round
+            .iter()
+            .map(|batch| {
+                let sync = synced
+                    .iter()
+                    .find(|(h, _)| Arc::ptr_eq(h, &batch.handles))
+                    .map_or_else(|| Err("batch not synced".to_owned()), |(_, r)| r.clone());
+                batch.outcome.clone().and(sync)
+            })
+            .collect();
+        drop(synced);
 
         let mut ready: Answers = Vec::with_capacity(jobs);
-        for batch in round {
-            let outcome = batch.outcome.clone().and(synced.clone());
+        for (batch, outcome) in round.into_iter().zip(outcomes) {
             ready.extend(batch.replies.into_iter().map(|r| (r, outcome.clone())));
         }
         match &answers {

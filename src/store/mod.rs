@@ -13,7 +13,8 @@ mod txn;
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 pub use body::{Encoded, encode as encode_body};
 pub use committer::{CommitOptions, Committer};
@@ -49,11 +50,24 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("the committer has stopped")]
     Stopped,
+    /// A failed instance is being replaced (see `Store::reopen`); try again shortly.
+    #[error("the store is being reopened after a failed write")]
+    Reopening,
 }
 
 impl StoreError {
     pub fn refused(message: impl Into<String>) -> StoreError {
         StoreError::Refused(message.into())
+    }
+
+    /// A write failed for want of room: a full disk, a quota, a file size limit.
+    pub fn is_out_of_space(&self) -> bool {
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        let io = match self {
+            StoreError::Db(sled::Error::Io(io)) | StoreError::Io { source: io, .. } => io,
+            _ => return false,
+        };
+        matches!(io.kind(), StorageFull | QuotaExceeded | FileTooLarge)
     }
 }
 
@@ -65,16 +79,27 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    path: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
+    options: StoreOptions,
+    /// The open sled instance; `None` only while a failed one is being replaced (see
+    /// [`Store::reopen`]).
+    open: RwLock<Option<Arc<Handles>>>,
+    /// A write failed for want of space: sled refuses every write after one, so the
+    /// committer replaces the instance once there may be room again.
+    needs_reopen: AtomicBool,
+    /// Durable syncs made since the store was opened.
+    syncs: AtomicU64,
+}
+
+/// One open sled instance and what syncing it needs.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
     /// sled's log, opened again so that a commit can `fdatasync` it: sled itself only
     /// calls `sync_file_range`, which leaves metadata and the drive cache unsynced.
     log: File,
     /// Side files already synced; see `sync_blobs`.
     synced_blobs: Mutex<SyncedBlobs>,
-    /// Durable syncs made since the store was opened.
-    syncs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +119,129 @@ pub struct StoreOptions {
 impl Store {
     /// Opens or creates the store, recovering sled's log after a crash.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        let handles = Handles::open(options)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                options: options.clone(),
+                open: RwLock::new(Some(Arc::new(handles))),
+                needs_reopen: AtomicBool::new(false),
+                syncs: AtomicU64::new(0),
+            }),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let key = schema::meta("schema");
+        let tree = self.tree()?;
+        match tree.get(&key)? {
+            Some(v) => {
+                let version: u32 = codec::decode("schema version", &v)?;
+                if version != SCHEMA_VERSION {
+                    let detail = format!("schema {version}, this threadsd reads {SCHEMA_VERSION}");
+                    return Err(StoreError::Corrupt {
+                        what: "store",
+                        detail,
+                    });
+                }
+            }
+            None => {
+                tree.insert(key, codec::encode(&SCHEMA_VERSION))?;
+                self.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.options.path
+    }
+
+    /// The open sled instance. Work that must see one instance throughout (a batch, a
+    /// sync) holds on to what this returns.
+    pub(crate) fn handles(&self) -> Result<Arc<Handles>, StoreError> {
+        let open = self
+            .inner
+            .open
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.clone().ok_or(StoreError::Reopening)
+    }
+
+    pub(crate) fn tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.handles()?.tree.clone())
+    }
+
+    /// Makes everything written so far durable: sled's flush, then `fdatasync` of its log
+    /// and of any side files (ARCHITECTURE.md §3).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let handles = self.handles()?;
+        self.sync_handles(&handles)
+    }
+
+    /// [`Store::sync`] of one instance: a batch is durable only if the instance it was
+    /// applied to is synced, not whichever is open by then.
+    pub(crate) fn sync_handles(&self, handles: &Handles) -> Result<(), StoreError> {
+        let result = handles.sync(&self.inner.options.path);
+        if let Err(e) = &result {
+            self.note_failure(e);
+        } else {
+            self.inner.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Durable syncs made since the store was opened: with group commit, far fewer than
+    /// the messages stored under load.
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.handles()?.db.size_on_disk()?)
+    }
+
+    /// Remembers a failed write. A full disk, a quota or a file size limit fail sled's log
+    /// writes before anything of them is on disk, and sled then refuses every write until
+    /// it is opened again: such a failure asks for [`Store::reopen`]. Any other failure
+    /// (an I/O error, say) leaves the store failed until the daemon is restarted, since
+    /// after a failed sync the page cache cannot be trusted to match the disk.
+    pub(crate) fn note_failure(&self, error: &StoreError) {
+        if error.is_out_of_space() {
+            self.inner.needs_reopen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn needs_reopen(&self) -> bool {
+        self.inner.needs_reopen.load(Ordering::Relaxed)
+    }
+
+    /// Replaces a failed sled instance with a fresh one opened from disk, which holds
+    /// exactly what was synced. sled locks its files until every handle on the old
+    /// instance is gone, so this fails (and is tried again later) while one is in use.
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
+        let old = self
+            .inner
+            .open
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(old);
+        let handles = Handles::open(&self.inner.options)?;
+        *self
+            .inner
+            .open
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(handles));
+        self.inner.needs_reopen.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Handles {
+    fn open(options: &StoreOptions) -> Result<Handles, StoreError> {
         let path = &options.path;
         std::fs::create_dir_all(path).map_err(|e| io_error(path, e))?;
         let db = sled::Config::new()
@@ -115,85 +263,30 @@ impl Store {
         let tree = db.open_tree("threadsd")?;
         let log_path = path.join("sled").join("db");
         let log = File::open(&log_path).map_err(|e| io_error(&log_path, e))?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                path: path.clone(),
-                db,
-                tree,
-                log,
-                synced_blobs: Mutex::new(SyncedBlobs::default()),
-                syncs: std::sync::atomic::AtomicU64::new(0),
-            }),
-        };
-        store.check_schema()?;
-        Ok(store)
+        Ok(Handles {
+            db,
+            tree,
+            log,
+            synced_blobs: Mutex::new(SyncedBlobs::default()),
+        })
     }
 
-    fn check_schema(&self) -> Result<(), StoreError> {
-        let key = schema::meta("schema");
-        match self.inner.tree.get(&key)? {
-            Some(v) => {
-                let version: u32 = codec::decode("schema version", &v)?;
-                if version != SCHEMA_VERSION {
-                    let detail = format!("schema {version}, this threadsd reads {SCHEMA_VERSION}");
-                    return Err(StoreError::Corrupt {
-                        what: "store",
-                        detail,
-                    });
-                }
-            }
-            None => {
-                self.inner
-                    .tree
-                    .insert(key, codec::encode(&SCHEMA_VERSION))?;
-                self.sync()?;
-            }
-        }
-        Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.inner.tree
-    }
-
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.inner.db
-    }
-
-    /// Makes everything written so far durable: sled's flush, then `fdatasync` of its log
-    /// and of any side files (ARCHITECTURE.md §3).
-    pub fn sync(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        self.inner
-            .log
+    fn sync(&self, path: &Path) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.log
             .sync_data()
-            .map_err(|e| io_error(&self.inner.path.join("sled").join("db"), e))?;
-        self.sync_blobs()?;
-        self.inner
-            .syncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Durable syncs made since the store was opened: with group commit, far fewer than
-    /// the messages stored under load.
-    pub fn syncs(&self) -> u64 {
-        self.inner.syncs.load(std::sync::atomic::Ordering::Relaxed)
+            .map_err(|e| io_error(&path.join("sled").join("db"), e))?;
+        self.sync_blobs(path)
     }
 
     /// sled writes pages over its threshold to `blobs/` and never syncs them. Our pages
     /// stay under it, so this normally finds nothing; it is the guard should one not.
-    fn sync_blobs(&self) -> Result<(), StoreError> {
-        let dir = self.inner.path.join("sled").join("blobs");
+    fn sync_blobs(&self, path: &Path) -> Result<(), StoreError> {
+        let dir = path.join("sled").join("blobs");
         let mut synced = self
-            .inner
             .synced_blobs
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(PoisonError::into_inner);
         // A new file changes the directory's mtime. The clock behind mtime may be coarse,
         // so an unchanged mtime is trusted only once it is a second old.
         let Ok(mtime) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
@@ -231,11 +324,6 @@ impl Store {
                 .map_err(|e| io_error(&dir, e))?;
         }
         Ok(())
-    }
-
-    /// Bytes sled uses on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
     }
 }
 

@@ -48,7 +48,7 @@ impl Store {
         what: &'static str,
         space: Space,
     ) -> Result<Vec<T>, StoreError> {
-        self.tree()
+        self.tree()?
             .scan_prefix(schema::prefix(space))
             .map(|item| {
                 let (_, v) = item?;
@@ -62,7 +62,7 @@ impl Store {
         what: &'static str,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        match self.tree().get(key)? {
+        match self.tree()?.get(key)? {
             Some(v) => codec::decode(what, &v).map(Some),
             None => Ok(None),
         }
@@ -118,7 +118,7 @@ impl Store {
     /// How many messages a project holds.
     pub fn project_size(&self, id: ProjectId) -> Result<u64, StoreError> {
         let mut n = 0;
-        for item in self.tree().scan_prefix(schema::members_of_project(id)) {
+        for item in self.tree()?.scan_prefix(schema::members_of_project(id)) {
             item?;
             n += 1;
         }
@@ -134,7 +134,7 @@ impl Store {
 
     fn view(&self, record: MessageRecord) -> Result<MessageView, StoreError> {
         let mut memberships = Vec::new();
-        for item in self.tree().scan_prefix(schema::memberships_of(record.id)) {
+        for item in self.tree()?.scan_prefix(schema::memberships_of(record.id)) {
             let (k, v) = item?;
             let Some(pid) = schema::u64_at(&k, 9).map(ProjectId) else {
                 continue;
@@ -152,7 +152,7 @@ impl Store {
 
     /// The stored bytes of a message.
     pub fn raw_message(&self, id: MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        body::read(self.tree(), id)
+        body::read(&self.tree()?, id)
     }
 
     /// Messages in id order (project listings in UID order), filtered.
@@ -171,7 +171,7 @@ impl Store {
                 };
                 let mut ids = Vec::new();
                 for item in self
-                    .tree()
+                    .tree()?
                     .scan_prefix(schema::members_of_project(project.id))
                 {
                     let (_, v) = item?;
@@ -181,7 +181,7 @@ impl Store {
             }
             None => {
                 let mut ids = Vec::new();
-                for item in self.tree().scan_prefix(schema::prefix(Space::Message)) {
+                for item in self.tree()?.scan_prefix(schema::prefix(Space::Message)) {
                     let (k, _) = item?;
                     ids.extend(schema::u64_at(&k, 1).map(MessageId));
                 }
@@ -206,20 +206,20 @@ impl Store {
 
     pub fn stats(&self) -> Result<Stats, StoreError> {
         let mut stats = Stats::default();
-        for item in self.tree().scan_prefix(schema::prefix(Space::Message)) {
+        for item in self.tree()?.scan_prefix(schema::prefix(Space::Message)) {
             let (_, v) = item?;
             let record: MessageRecord = codec::decode("message", &v)?;
             stats.messages += 1;
             stats.duplicates_merged += u64::from(record.copies.saturating_sub(1));
             stats.raw_bytes += record.size;
         }
-        for item in self.tree().scan_prefix(schema::prefix(Space::Chunk)) {
+        for item in self.tree()?.scan_prefix(schema::prefix(Space::Chunk)) {
             let (_, v) = item?;
             stats.stored_bytes += v.len() as u64;
         }
         let count = |space| -> Result<u64, StoreError> {
             let mut n = 0;
-            for item in self.tree().scan_prefix(schema::prefix(space)) {
+            for item in self.tree()?.scan_prefix(schema::prefix(space)) {
                 item?;
                 n += 1;
             }

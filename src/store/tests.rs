@@ -499,3 +499,47 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn reopening_waits_for_every_handle_on_the_old_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions {
+        path: dir.path().to_owned(),
+        cache_bytes: 8 << 20,
+    })
+    .unwrap();
+    store.tree().unwrap().insert(b"k", b"v".to_vec()).unwrap();
+    store.sync().unwrap();
+
+    // A batch or a query still holding the old instance keeps sled's lock.
+    let held = store.handles().unwrap();
+    let e = store.reopen().unwrap_err();
+    assert!(matches!(e, StoreError::Locked(_)), "{e}");
+    assert!(matches!(store.tree(), Err(StoreError::Reopening)));
+    drop(held);
+
+    store.reopen().unwrap();
+    assert_eq!(
+        store.tree().unwrap().get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert!(!store.needs_reopen());
+}
+
+#[test]
+fn only_running_out_of_room_asks_for_a_reopen() {
+    use std::io::{Error, ErrorKind};
+    let io = |kind| StoreError::Io {
+        path: "db".into(),
+        source: Error::from(kind),
+    };
+    assert!(io(ErrorKind::StorageFull).is_out_of_space());
+    assert!(io(ErrorKind::FileTooLarge).is_out_of_space());
+    assert!(
+        StoreError::Db(sled::Error::Io(Error::from(ErrorKind::QuotaExceeded))).is_out_of_space()
+    );
+    assert!(!io(ErrorKind::Other).is_out_of_space());
+    assert!(
+        !StoreError::Db(sled::Error::Io(Error::from(ErrorKind::Interrupted))).is_out_of_space()
+    );
+}

@@ -45,7 +45,7 @@ pub struct Daemon {
     ready_port: Option<u16>,
     child: Option<Child>,
     starts: usize,
-    /// `ulimit -f` for the next launches, in KiB.
+    /// `ulimit -S -f` for the next launches, in KiB.
     file_size_limit_kib: Option<u64>,
 }
 
@@ -121,9 +121,13 @@ impl Daemon {
             Some(kib) => {
                 // bash execs the daemon, so the child's pid stays the daemon's.
                 let mut c = Command::new("bash");
-                c.args(["-c", r#"ulimit -f "$1" && shift && exec "$@""#, "threadsd"])
-                    .arg(kib.to_string())
-                    .arg(BIN);
+                c.args([
+                    "-c",
+                    r#"ulimit -S -f "$1" && shift && exec "$@""#,
+                    "threadsd",
+                ])
+                .arg(kib.to_string())
+                .arg(BIN);
                 c
             }
         };
@@ -175,10 +179,27 @@ impl Daemon {
         child.try_wait().expect("poll the threadsd process")
     }
 
-    /// Limits the size of any file the next launches may write (`ulimit -f`, in KiB), to
+    /// Limits the size of any file the next launches may write (`ulimit -S -f`, in KiB), to
     /// make the store fail the way a full disk does; `None` lifts the limit.
     pub fn set_file_size_limit_kib(&mut self, kib: Option<u64>) {
         self.file_size_limit_kib = kib;
+    }
+
+    /// Lifts the file size limit of the running daemon (prlimit(1)), as freeing disk
+    /// space would: the daemon is not restarted. Only the soft limit was lowered, so this
+    /// needs no privilege beyond being the daemon's user.
+    pub fn lift_file_size_limit(&self) {
+        let pid = self.pid().expect("threadsd is not running");
+        let prlimit = super::require("prlimit", "util-linux");
+        let output = Command::new(prlimit)
+            .args(["--pid", &pid.to_string(), "--fsize=unlimited:"])
+            .output()
+            .expect("run prlimit");
+        assert!(
+            output.status.success(),
+            "prlimit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// SIGTERM, then waits for the exit; panics if the daemon outlives the grace period.
