@@ -201,14 +201,68 @@ impl Default for SmtpConfig {
 pub struct LmtpConfig {
     /// LMTP listeners: `host:port` or `unix:PATH`.
     pub listen: Vec<ListenAddr>,
+    /// Permission bits of the Unix sockets.
+    pub socket_mode: FileMode,
+    /// The group the Unix sockets are given (a name or a number), so that an MTA running
+    /// as another user can connect; the daemon's own group when unset.
+    pub socket_group: Option<String>,
 }
 
 impl Default for LmtpConfig {
     fn default() -> Self {
         LmtpConfig {
             listen: vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 2424)))],
+            socket_mode: FileMode(0o660),
+            socket_group: None,
         }
     }
+}
+
+/// Permission bits of a file: an octal string such as `"0660"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FileMode(pub u32);
+
+impl TryFrom<String> for FileMode {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let digits = value.trim();
+        let octal = !digits.is_empty()
+            && digits.len() <= 4
+            && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        let bits = octal
+            .then(|| u32::from_str_radix(digits, 8).ok())
+            .flatten()
+            .filter(|bits| *bits <= 0o777);
+        bits.map(FileMode).ok_or_else(|| {
+            format!("{value:?} is not a file mode: permission bits in octal, such as \"0660\"")
+        })
+    }
+}
+
+impl From<FileMode> for String {
+    fn from(value: FileMode) -> Self {
+        format!("{:04o}", value.0)
+    }
+}
+
+/// The id of a group given by name (looked up in `/etc/group`) or by number.
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group to find group \"{group}\": {e}"))?;
+    groups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| format!("no group \"{group}\" in /etc/group"))
 }
 
 /// A listening address: TCP `host:port`, or `unix:PATH` for a Unix socket.
@@ -533,6 +587,11 @@ impl Config {
                 "timeouts must be at least 1 second".into(),
             );
         }
+        if let Some(group) = &self.lmtp.socket_group
+            && let Err(e) = group_id(group)
+        {
+            return fail("lmtp.socket_group", e);
+        }
         if self.store.path.as_os_str().is_empty() {
             return fail("store.path", "must not be empty".into());
         }
@@ -613,6 +672,26 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn socket_modes_are_octal_permission_bits() {
+        let mode = |s: &str| FileMode::try_from(s.to_owned());
+        assert_eq!(mode("0660"), Ok(FileMode(0o660)));
+        assert_eq!(mode("600"), Ok(FileMode(0o600)));
+        assert!(mode("0999").is_err());
+        assert!(mode("1777").is_err(), "only permission bits");
+        assert!(mode("").is_err());
+        assert!(mode("rw-rw----").is_err());
+        assert_eq!(String::from(FileMode(0o620)), "0620");
+    }
+
+    #[test]
+    fn groups_are_found_by_name_or_number() {
+        assert_eq!(group_id("root"), Ok(0));
+        assert_eq!(group_id("4242"), Ok(4242));
+        let e = group_id("no-such-group-here").unwrap_err();
+        assert!(e.contains("no group \"no-such-group-here\""), "{e}");
+    }
 
     #[test]
     fn empty_text_is_the_embedded_default() {
@@ -736,6 +815,7 @@ mod tests {
             "tls.certificate",
             "tls.private_key",
             "smtp.hostname",
+            "lmtp.socket_group",
         ] {
             all.insert(optional.into());
         }

@@ -458,6 +458,20 @@ fn check_config_names_the_file_line_and_key() {
         .unwrap();
     let expected = format!("{}:4: key `smtp.max_recipients`", bad.display());
     fails(&out, 78, &expected);
+    for (text, key) in [
+        (
+            "[lmtp]\nsocket_group = \"no-such-group-here\"\n",
+            "key `lmtp.socket_group`: no group \"no-such-group-here\"",
+        ),
+        ("[lmtp]\nsocket_mode = \"0999\"\n", "key `lmtp.socket_mode`"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_threadsd"))
+            .args(["check-config", "--config", bad.to_str().unwrap()])
+            .output()
+            .unwrap();
+        fails(&out, 78, &format!("{}:2: {key}", bad.display()));
+    }
     std::fs::write(&bad, "[policy]\nshare_internl = false\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_threadsd"))
         .args(["serve", "--config", bad.to_str().unwrap()])

@@ -514,6 +514,56 @@ fn lmtp_over_a_unix_socket_takes_mail_from_local_clients() {
     assert!(!socket.exists(), "the socket outlived the daemon");
 }
 
+/// The LMTP socket's mode and group are configurable, so that an MTA running as another
+/// user (Postfix's LMTP client runs as `postfix`) can connect without joining the daemon's
+/// group.
+#[test]
+fn lmtp_socket_mode_and_group_come_from_the_configuration() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    let getent = require("getent", "libc-bin");
+    let out = Command::new(getent)
+        .args(["group", "mail"])
+        .output()
+        .expect("run getent");
+    assert!(out.status.success(), "no group mail: {}", transcript(&out));
+    let line = String::from_utf8(out.stdout).expect("getent prints text");
+    let gid: u32 = line
+        .split(':')
+        .nth(2)
+        .and_then(|g| g.trim().parse().ok())
+        .expect("a gid");
+
+    let run = tempfile::tempdir().expect("a directory for the socket");
+    let socket = run.path().join("lmtp.sock");
+    let daemon = Daemon::start(&format!(
+        "[lmtp]\nlisten = [\"unix:{}\"]\nsocket_mode = \"0620\"\nsocket_group = \"mail\"\n",
+        socket.display()
+    ));
+    let meta = std::fs::metadata(&socket).expect("the LMTP socket exists");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o620, "{meta:?}");
+    assert_eq!(meta.gid(), gid, "{meta:?}");
+
+    let socket_arg = socket.display().to_string();
+    let t = swaks_ok(&[
+        "--protocol",
+        "LMTP",
+        "--socket",
+        &socket_arg,
+        "--from",
+        "alice@corp.test",
+        "--to",
+        ARCHIVE,
+        "--header",
+        "Message-Id: <socket-group@corp.test>",
+    ]);
+    assert!(t.contains("stored as"), "{t}");
+    assert_eq!(
+        only_message(&daemon)["message_id"],
+        "socket-group@corp.test"
+    );
+}
+
 /// Authentication is logged with the relay's name and never with a password, in any
 /// form a client sends it, even at the most verbose log level.
 #[test]

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::admin::{Admin, socket};
 use crate::config::{Config, ListenAddr};
-use crate::net::{ConnectionLimiter, Listener, TlsStore};
+use crate::net::{ConnectionLimiter, Listener, TlsStore, UnixAccess};
 use crate::sender_auth::Verifier;
 use crate::smtp::{AuthLimiter, ListenerKind, Server, SessionConfig};
 use crate::telemetry::{self, names};
@@ -68,6 +68,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.smtp.max_auth_failures,
         config.smtp.auth_failure_window.duration(),
     );
+    let lmtp_access = UnixAccess {
+        mode: config.lmtp.socket_mode.0,
+        group: match &config.lmtp.socket_group {
+            Some(group) => Some(crate::config::group_id(group).map_err(anyhow::Error::msg)?),
+            None => None,
+        },
+    };
     let mut servers = Vec::new();
     for (addrs, kind) in [
         (&config.smtp.listen, ListenerKind::Smtp),
@@ -75,7 +82,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (&config.lmtp.listen, ListenerKind::Lmtp),
     ] {
         for addr in addrs {
-            let listener = bind(addr).await?;
+            let access = match kind {
+                ListenerKind::Lmtp => lmtp_access,
+                ListenerKind::Smtp | ListenerKind::Smtps => UnixAccess::default(),
+            };
+            let listener = bind(addr, access).await?;
             let server = Server {
                 kind,
                 config: session.clone(),
@@ -105,8 +116,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
-    Listener::bind(addr)
+async fn bind(addr: &ListenAddr, access: UnixAccess) -> anyhow::Result<Listener> {
+    Listener::bind_with(addr, access)
         .await
         .with_context(|| format!("cannot listen on {addr}"))
 }

@@ -11,9 +11,24 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::config::ListenAddr;
 
-/// Mode of a Unix listening socket: the owner and its group (the MTA's user, added to the
-/// group) may connect.
-const UNIX_SOCKET_MODE: u32 = 0o660;
+/// Who may connect to a Unix listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixAccess {
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// The group the socket file is given; the daemon's own when `None`.
+    pub group: Option<u32>,
+}
+
+impl Default for UnixAccess {
+    /// The owner and its group (the MTA's user, added to the group) may connect.
+    fn default() -> Self {
+        UnixAccess {
+            mode: 0o660,
+            group: None,
+        }
+    }
+}
 
 /// A bound listening socket. A Unix socket's file is removed when the listener is dropped.
 #[derive(Debug)]
@@ -34,12 +49,18 @@ pub enum Connection {
 
 impl Listener {
     // TODO(systemd): take sockets passed by socket activation (LISTEN_FDS) as well.
-    /// Binds `addr`. For a Unix socket the parent directory is created and a stale socket
-    /// file left by a dead process is removed; one that still answers is an error.
+    /// Binds `addr`. For a Unix socket the parent directory is created, a stale socket
+    /// file left by a dead process is removed (one that still answers is an error), and
+    /// the file gets the default [`UnixAccess`].
     pub async fn bind(addr: &ListenAddr) -> io::Result<Listener> {
+        Listener::bind_with(addr, UnixAccess::default()).await
+    }
+
+    /// [`Listener::bind`], with a Unix socket's file given `access`.
+    pub async fn bind_with(addr: &ListenAddr, access: UnixAccess) -> io::Result<Listener> {
         match addr {
             ListenAddr::Tcp(addr) => TcpListener::bind(addr).await.map(Listener::Tcp),
-            ListenAddr::Unix(path) => bind_unix(path),
+            ListenAddr::Unix(path) => bind_unix(path, access),
         }
     }
 
@@ -76,7 +97,7 @@ impl Drop for Listener {
     }
 }
 
-fn bind_unix(path: &Path) -> io::Result<Listener> {
+fn bind_unix(path: &Path, access: UnixAccess) -> io::Result<Listener> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -96,11 +117,25 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
         Err(e) => return Err(e),
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(UNIX_SOCKET_MODE))?;
-    Ok(Listener::Unix {
+    let listener = Listener::Unix {
         listener,
         path: path.to_owned(),
-    })
+    };
+    // Dropping `listener` on an error removes the file again.
+    if let Some(gid) = access.group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            let hint = "threadsd must run as root or be a member of that group";
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot give {} to group {gid}: {e} ({hint})",
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode))?;
+    Ok(listener)
 }
 
 /// Why a connection was refused.
@@ -230,6 +265,27 @@ mod tests {
         drop(p1);
         assert_eq!(limiter.active(), 2);
         let _p4 = limiter.try_acquire(Some(a)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unix_socket_gets_the_mode_and_group_asked_for() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lmtp.sock");
+        // The directory's group: one the test may give the socket without privilege.
+        let gid = std::fs::metadata(dir.path()).unwrap().gid();
+        let access = UnixAccess {
+            mode: 0o600,
+            group: Some(gid),
+        };
+        let listener = Listener::bind_with(&ListenAddr::Unix(path.clone()), access)
+            .await
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.gid(), gid);
+        drop(listener);
+        assert!(!path.exists());
     }
 
     #[tokio::test]

@@ -4,7 +4,9 @@
 mod listen;
 mod tls;
 
-pub use listen::{Connection, ConnectionLimiter, ConnectionPermit, LimitExceeded, Listener};
+pub use listen::{
+    Connection, ConnectionLimiter, ConnectionPermit, LimitExceeded, Listener, UnixAccess,
+};
 pub use tls::{TlsError, TlsStore};
 
 #[cfg(test)]
