@@ -1479,33 +1479,38 @@ fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
     daemon.set_file_size_limit_kib(Some(2048));
     daemon.launch();
 
-    let mut c = ehlo(daemon.ports().smtp);
-    let mut acknowledged = Vec::new();
+    // Incompressible text, so that the log reaches the limit after a few hundred.
     let mut noise = 0x9e37_79b9_7f4a_7c15u64;
-    let mut refused = None;
-    for n in 0..5000 {
-        // Incompressible text, so that the log reaches the limit after a few hundred.
-        let mut body = String::new();
+    let mut filling = |id: &str| {
+        let mut text = message(id, "filling");
         for _ in 0..60 {
             for _ in 0..8 {
                 noise ^= noise << 13;
                 noise ^= noise >> 7;
                 noise ^= noise << 17;
-                body.push_str(&format!("{noise:016x}"));
+                text.push_str(&format!("{noise:016x}"));
             }
-            body.push_str("\r\n");
+            text.push_str("\r\n");
         }
-        let id = format!("full-{n}@corp.test");
-        let reply = send_message(&mut c, &format!("{}{body}", message(&id, "filling")));
-        match status(&reply) {
-            "250 2.0.0" => acknowledged.push(id),
-            _ => {
-                refused = Some(reply);
-                break;
+        text
+    };
+    // Sends filling messages until one is refused; returns that reply. Every 250 counts.
+    let mut acknowledged = Vec::new();
+    let mut fill = |c: &mut SmtpClient<TcpStream>, tag: &str, acknowledged: &mut Vec<String>| {
+        for n in 0..5000 {
+            let id = format!("{tag}-{n}@corp.test");
+            let reply = send_message(c, &filling(&id));
+            match status(&reply) {
+                "250 2.0.0" => acknowledged.push(id),
+                _ => return Some(reply),
             }
         }
-    }
-    let refused = refused.expect("the store never failed under a 2 MiB file size limit");
+        None
+    };
+
+    let mut c = ehlo(daemon.ports().smtp);
+    let refused = fill(&mut c, "full", &mut acknowledged)
+        .expect("the store never failed under a 2 MiB file size limit");
     assert_eq!(status(&refused), "451 4.3.0", "{refused}");
     assert!(
         acknowledged.len() > 10,
@@ -1513,23 +1518,31 @@ fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
         acknowledged.len()
     );
 
-    // The session goes on, the daemon stays up, and nothing more is acknowledged while the
-    // store cannot write.
+    // The session goes on and the daemon stays up. While the limit stands, messages keep
+    // being refused: a reopened store may take a few more that fit under the limit, but
+    // not many (they count as acknowledged).
     c.expect("RSET", "250 2.0.0");
     c.expect("NOOP", "250 2.0.0");
-    let again = send_message(&mut c, &message("after-full@corp.test", "again"));
+    let before = acknowledged.len();
+    let again = fill(&mut c, "still-full", &mut acknowledged)
+        .expect("the store took 5000 more messages under the limit");
     assert_eq!(status(&again), "451 4.3.0", "{again}");
+    assert!(
+        acknowledged.len() - before < 50,
+        "{} more messages stored past the limit",
+        acknowledged.len() - before
+    );
     assert!(daemon.is_running(), "threadsd died:\n{}", daemon.log());
     let failures = metric(&daemon.metrics(), "threadsd_commit_failures_total");
     assert!(failures.is_some_and(|n| n >= 1.0), "{failures:?}");
     assert!(daemon.log().contains("sync failed"), "{}", daemon.log());
 
-    // Room again: within a few seconds the daemon reopens the store and takes mail, in the
-    // same session, without a restart.
+    // Room again: within a few seconds the daemon reopens the store and takes mail of any
+    // size, in the same session, without a restart.
     daemon.lift_file_size_limit();
     let deadline = Instant::now() + Duration::from_secs(20);
     let resumed = loop {
-        let reply = send_message(&mut c, &message("after-room@corp.test", "room again"));
+        let reply = send_message(&mut c, &filling("after-room@corp.test"));
         if status(&reply) == "250 2.0.0" {
             break reply;
         }
@@ -1544,6 +1557,12 @@ fn a_failing_store_answers_451_and_keeps_what_it_acknowledged() {
     assert!(resumed.contains("stored as"), "{resumed}");
     assert!(daemon.log().contains("store reopened"), "{}", daemon.log());
     acknowledged.push("after-room@corp.test".to_owned());
+    for n in 0..20 {
+        let id = format!("roomy-{n}@corp.test");
+        let reply = send_message(&mut c, &filling(&id));
+        assert_eq!(status(&reply), "250 2.0.0", "{reply}");
+        acknowledged.push(id);
+    }
     drop(c);
 
     let stored_ids = |daemon: &Daemon| -> Vec<String> {
