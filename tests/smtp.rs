@@ -459,6 +459,25 @@ fn untrusted_clients_authenticate_over_tls_with_a_relay_account() {
     );
 }
 
+/// swaks delivering one message from alice over LMTP on the Unix socket at `socket`;
+/// its transcript.
+fn lmtp_over_socket(socket: &Path, to: &str, message_id: &str) -> String {
+    let socket = socket.display().to_string();
+    let header = format!("Message-Id: <{message_id}>");
+    swaks_ok(&[
+        "--protocol",
+        "LMTP",
+        "--socket",
+        &socket,
+        "--from",
+        "alice@corp.test",
+        "--to",
+        to,
+        "--header",
+        &header,
+    ])
+}
+
 /// LMTP on a Unix socket, as an MTA on the same host delivers to it: the socket is
 /// group-writable only, its clients are trusted though no network is, and every recipient
 /// gets its own answer.
@@ -477,20 +496,8 @@ fn lmtp_over_a_unix_socket_takes_mail_from_local_clients() {
     assert!(meta.file_type().is_socket(), "{meta:?}");
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
 
-    let socket_arg = socket.display().to_string();
     let to = format!("{ARCHIVE},archive+Legal@bcc.test");
-    let t = swaks_ok(&[
-        "--protocol",
-        "LMTP",
-        "--socket",
-        &socket_arg,
-        "--from",
-        "alice@corp.test",
-        "--to",
-        &to,
-        "--header",
-        "Message-Id: <unix-lmtp@corp.test>",
-    ]);
+    let t = lmtp_over_socket(&socket, &to, "unix-lmtp@corp.test");
     for r in [ARCHIVE, "archive+Legal@bcc.test"] {
         assert!(
             t.contains(&format!("<-  250 2.0.0 <{r}> stored as ")),
@@ -544,19 +551,7 @@ fn lmtp_socket_mode_and_group_come_from_the_configuration() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o620, "{meta:?}");
     assert_eq!(meta.gid(), gid, "{meta:?}");
 
-    let socket_arg = socket.display().to_string();
-    let t = swaks_ok(&[
-        "--protocol",
-        "LMTP",
-        "--socket",
-        &socket_arg,
-        "--from",
-        "alice@corp.test",
-        "--to",
-        ARCHIVE,
-        "--header",
-        "Message-Id: <socket-group@corp.test>",
-    ]);
+    let t = lmtp_over_socket(&socket, ARCHIVE, "socket-group@corp.test");
     assert!(t.contains("stored as"), "{t}");
     assert_eq!(
         only_message(&daemon)["message_id"],

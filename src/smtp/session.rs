@@ -278,14 +278,9 @@ impl Session {
     /// The answer to [`Action::Authenticate`].
     pub fn authenticated(&mut self, ok: bool) -> Vec<Action> {
         let mut out = Vec::new();
-        let State::AwaitAuth { identity } = &mut self.state else {
+        let Some((identity, logged)) = self.end_auth() else {
             return out;
         };
-        let identity = std::mem::take(identity);
-        self.state = State::Command;
-        // Operators (and fail2ban) want both outcomes with the name the client gave, which
-        // Debug escapes and is cut short; the password never reaches the log.
-        let logged: String = identity.chars().take(MAX_LOGGED_IDENTITY).collect();
         if ok {
             tracing::info!(auth.identity = ?logged, "relay authenticated");
             self.auth = Some(identity);
@@ -302,11 +297,9 @@ impl Session {
     /// often lately: the credentials were not checked.
     pub fn authentication_locked_out(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
-        let State::AwaitAuth { identity } = &mut self.state else {
+        let Some((_, logged)) = self.end_auth() else {
             return out;
         };
-        let logged: String = identity.chars().take(MAX_LOGGED_IDENTITY).collect();
-        self.state = State::Command;
         tracing::warn!(
             auth.identity = ?logged,
             "relay authentication refused: too many failures from this address"
@@ -314,6 +307,19 @@ impl Session {
         self.answer(&mut out, reply::AUTH_LOCKED_OUT);
         self.run(&mut out);
         out
+    }
+
+    /// Leaves the wait for a credentials check: the identity the client gave, and the form
+    /// of it for the log. Operators (and fail2ban) want every outcome with that name, which
+    /// Debug escapes and is cut short; the password never reaches the log.
+    fn end_auth(&mut self) -> Option<(String, String)> {
+        let State::AwaitAuth { identity } = &mut self.state else {
+            return None;
+        };
+        let identity = std::mem::take(identity);
+        self.state = State::Command;
+        let logged = identity.chars().take(MAX_LOGGED_IDENTITY).collect();
+        Some((identity, logged))
     }
 
     /// The TLS handshake after [`Action::StartTls`] succeeded.

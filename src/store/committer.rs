@@ -348,38 +348,29 @@ fn sync_loop(
         let jobs: usize = round.iter().map(|a| a.replies.len()).sum();
         let started = round[0].started;
         // Every instance the round's batches went into (one, unless the store was just
-        // reopened) is synced; a batch is answered by the sync of its own.
-        let mut synced: Vec<(&Arc<Handles>, Result<(), String>)> = Vec::new();
-        for batch in &round {
-            if synced.iter().any(|(h, _)| Arc::ptr_eq(h, &batch.handles)) {
-                continue;
-            }
-            let result = store
-                .sync_handles(&batch.handles)
-                .map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, jobs, "sync failed; no job it covered acknowledged");
-                telemetry::count_commit_failure();
-            }
-            synced.push((&batch.handles, result));
-        }
-        telemetry::record_commit(jobs, started.elapsed());
-        let outcomes: Vec<Result<(), String>> = round
-            .iter()
-            .map(|batch| {
-                let sync = synced
-                    .iter()
-                    .find(|(h, _)| Arc::ptr_eq(h, &batch.handles))
-                    .map_or_else(|| Err("batch not synced".to_owned()), |(_, r)| r.clone());
-                batch.outcome.clone().and(sync)
-            })
-            .collect();
-        drop(synced);
-
+        // reopened) is synced once; a batch is answered by the sync of its own.
+        let mut synced: Vec<(Arc<Handles>, Result<(), String>)> = Vec::new();
         let mut ready: Answers = Vec::with_capacity(jobs);
-        for (batch, outcome) in round.into_iter().zip(outcomes) {
+        for batch in round {
+            let sync = match synced.iter().find(|(h, _)| Arc::ptr_eq(h, &batch.handles)) {
+                Some((_, result)) => result.clone(),
+                None => {
+                    let result = store
+                        .sync_handles(&batch.handles)
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, jobs, "sync failed; no job it covered acknowledged");
+                        telemetry::count_commit_failure();
+                    }
+                    synced.push((batch.handles.clone(), result.clone()));
+                    result
+                }
+            };
+            let outcome = batch.outcome.and(sync);
             ready.extend(batch.replies.into_iter().map(|r| (r, outcome.clone())));
         }
+        drop(synced);
+        telemetry::record_commit(jobs, started.elapsed());
         match &answers {
             Some(tx) => {
                 if let Err(mpsc::error::SendError(ready)) = tx.send(ready) {
